@@ -1,0 +1,35 @@
+//! Compiles the gateway's protobuf contract without a system `protoc`:
+//! protox parses `proto/`, tonic-prost-build generates the Rust code, and the
+//! encoded descriptor set is written for gRPC reflection.
+
+use std::{env, fs, io, path::PathBuf};
+
+const PROTOS: &[&str] = &[
+    "iggy/gateway/v1/common.proto",
+    "iggy/gateway/v1/events.proto",
+    "iggy/gateway/v1/messaging.proto",
+    "iggy/gateway/v1/admin.proto",
+];
+
+fn main() -> io::Result<()> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::Compiler::new(["proto"])
+        .map_err(io::Error::other)?
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(PROTOS)
+        .map_err(io::Error::other)?
+        .file_descriptor_set();
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(io::Error::other)?);
+    fs::write(
+        out_dir.join("gateway_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+
+    tonic_prost_build::configure()
+        // Payloads, keys and byte headers are `bytes::Bytes`: no copy from the
+        // gRPC frame to the Iggy message.
+        .bytes(".iggy.gateway.v1")
+        .compile_fds(descriptors)
+}

@@ -1,0 +1,294 @@
+//! Conversions between Iggy's admin types and their protobuf forms.
+
+use crate::{
+    error::GatewayError,
+    proto::{self, max_topic_size, message_expiry},
+};
+use iggy::prelude::{
+    CompressionAlgorithm, ConsumerGroupDetails, IggyByteSize, IggyDuration,
+    IggyExpiry, IggyTimestamp, MaxTopicSize, Partition, Stats, Stream, StreamDetails, Topic,
+    TopicDetails,
+};
+use iggy_common::ConsumerOffsetInfo;
+use std::time::{Duration, SystemTime};
+
+/// Microseconds since the epoch as a protobuf timestamp.
+pub fn timestamp(micros: u64) -> prost_types::Timestamp {
+    let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+fn iggy_timestamp(value: IggyTimestamp) -> Option<prost_types::Timestamp> {
+    Some(timestamp(value.as_micros()))
+}
+
+/// A std duration as a protobuf duration (saturating, never failing).
+pub fn duration(value: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(value).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// A wall-clock time as a protobuf timestamp.
+pub fn system_time(value: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(value)
+}
+
+pub fn stream(value: &Stream) -> proto::Stream {
+    proto::Stream {
+        id: value.id,
+        name: value.name.clone(),
+        created_at: iggy_timestamp(value.created_at),
+        size_bytes: value.size.as_bytes_u64(),
+        messages_count: value.messages_count,
+        topics_count: value.topics_count,
+    }
+}
+
+pub fn stream_details(value: &StreamDetails) -> proto::StreamDetails {
+    proto::StreamDetails {
+        stream: Some(proto::Stream {
+            id: value.id,
+            name: value.name.clone(),
+            created_at: iggy_timestamp(value.created_at),
+            size_bytes: value.size.as_bytes_u64(),
+            messages_count: value.messages_count,
+            topics_count: value.topics_count,
+        }),
+        topics: value.topics.iter().map(topic).collect(),
+    }
+}
+
+fn compression_to_proto(value: CompressionAlgorithm) -> i32 {
+    match value {
+        CompressionAlgorithm::None => proto::Compression::None as i32,
+        CompressionAlgorithm::Gzip => proto::Compression::Gzip as i32,
+    }
+}
+
+fn expiry_to_proto(value: IggyExpiry) -> proto::MessageExpiry {
+    let kind = match value {
+        IggyExpiry::ServerDefault => message_expiry::Kind::ServerDefault(()),
+        IggyExpiry::NeverExpire => message_expiry::Kind::Never(()),
+        IggyExpiry::ExpireDuration(after) => {
+            message_expiry::Kind::After(duration(after.get_duration()))
+        }
+    };
+    proto::MessageExpiry { kind: Some(kind) }
+}
+
+fn max_size_to_proto(value: MaxTopicSize) -> proto::MaxTopicSize {
+    let kind = match value {
+        MaxTopicSize::ServerDefault => max_topic_size::Kind::ServerDefault(()),
+        MaxTopicSize::Unlimited => max_topic_size::Kind::Unlimited(()),
+        MaxTopicSize::Custom(size) => max_topic_size::Kind::Bytes(size.as_bytes_u64()),
+    };
+    proto::MaxTopicSize { kind: Some(kind) }
+}
+
+pub fn topic(value: &Topic) -> proto::Topic {
+    proto::Topic {
+        id: value.id,
+        name: value.name.clone(),
+        created_at: iggy_timestamp(value.created_at),
+        size_bytes: value.size.as_bytes_u64(),
+        messages_count: value.messages_count,
+        partitions_count: value.partitions_count,
+        compression: compression_to_proto(value.compression_algorithm),
+        message_expiry: Some(expiry_to_proto(value.message_expiry)),
+        max_topic_size: Some(max_size_to_proto(value.max_topic_size)),
+    }
+}
+
+fn partition(value: &Partition) -> proto::Partition {
+    proto::Partition {
+        id: value.id,
+        created_at: iggy_timestamp(value.created_at),
+        segments_count: value.segments_count,
+        current_offset: value.current_offset,
+        size_bytes: value.size.as_bytes_u64(),
+        messages_count: value.messages_count,
+    }
+}
+
+pub fn topic_details(value: &TopicDetails) -> proto::TopicDetails {
+    proto::TopicDetails {
+        topic: Some(proto::Topic {
+            id: value.id,
+            name: value.name.clone(),
+            created_at: iggy_timestamp(value.created_at),
+            size_bytes: value.size.as_bytes_u64(),
+            messages_count: value.messages_count,
+            partitions_count: value.partitions_count,
+            compression: compression_to_proto(value.compression_algorithm),
+            message_expiry: Some(expiry_to_proto(value.message_expiry)),
+            max_topic_size: Some(max_size_to_proto(value.max_topic_size)),
+        }),
+        partitions: value.partitions.iter().map(partition).collect(),
+    }
+}
+
+pub fn consumer_group(value: &iggy::prelude::ConsumerGroup) -> proto::ConsumerGroup {
+    proto::ConsumerGroup {
+        id: value.id,
+        name: value.name.clone(),
+        partitions_count: value.partitions_count,
+        members_count: value.members_count,
+    }
+}
+
+pub fn consumer_group_details(value: &ConsumerGroupDetails) -> proto::ConsumerGroupDetails {
+    proto::ConsumerGroupDetails {
+        group: Some(proto::ConsumerGroup {
+            id: value.id,
+            name: value.name.clone(),
+            partitions_count: value.partitions_count,
+            members_count: value.members_count,
+        }),
+        members: value
+            .members
+            .iter()
+            .map(|member| proto::ConsumerGroupMember {
+                id: member.id,
+                partition_ids: member.partitions.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn consumer_offset(value: &ConsumerOffsetInfo) -> proto::ConsumerOffset {
+    proto::ConsumerOffset {
+        partition_id: value.partition_id,
+        current_offset: value.current_offset,
+        stored_offset: value.stored_offset,
+    }
+}
+
+pub fn stats(value: &Stats, fetched_at: SystemTime) -> proto::GetStatsResponse {
+    proto::GetStatsResponse {
+        server_version: value.iggy_server_version.clone(),
+        process_id: value.process_id,
+        cpu_usage: value.cpu_usage,
+        memory_usage_bytes: value.memory_usage.as_bytes_u64(),
+        run_time: Some(duration(value.run_time.get_duration())),
+        read_bytes: value.read_bytes.as_bytes_u64(),
+        written_bytes: value.written_bytes.as_bytes_u64(),
+        messages_size_bytes: value.messages_size_bytes.as_bytes_u64(),
+        streams_count: value.streams_count,
+        topics_count: value.topics_count,
+        partitions_count: value.partitions_count,
+        segments_count: value.segments_count,
+        messages_count: value.messages_count,
+        clients_count: value.clients_count,
+        consumer_groups_count: value.consumer_groups_count,
+        hostname: value.hostname.clone(),
+        fetched_at: Some(system_time(fetched_at)),
+        stale: false,
+    }
+}
+
+/// The compression a request asks for; `None` when unspecified.
+pub fn compression_from_proto(
+    field: &str,
+    value: i32,
+) -> Result<Option<CompressionAlgorithm>, GatewayError> {
+    match proto::Compression::try_from(value) {
+        Ok(proto::Compression::Unspecified) => Ok(None),
+        Ok(proto::Compression::None) => Ok(Some(CompressionAlgorithm::None)),
+        Ok(proto::Compression::Gzip) => Ok(Some(CompressionAlgorithm::Gzip)),
+        Err(_) => Err(GatewayError::invalid(
+            field,
+            format!("unknown compression {value}; use COMPRESSION_NONE or COMPRESSION_GZIP"),
+        )),
+    }
+}
+
+/// The expiry a request asks for; `None` when the field is unset.
+pub fn expiry_from_proto(
+    field: &str,
+    value: Option<&proto::MessageExpiry>,
+) -> Result<Option<IggyExpiry>, GatewayError> {
+    let Some(kind) = value.and_then(|expiry| expiry.kind.as_ref()) else {
+        return Ok(None);
+    };
+    let expiry = match kind {
+        message_expiry::Kind::ServerDefault(()) => IggyExpiry::ServerDefault,
+        message_expiry::Kind::Never(()) => IggyExpiry::NeverExpire,
+        message_expiry::Kind::After(after) => {
+            let after = Duration::try_from(*after).map_err(|_| {
+                GatewayError::invalid(format!("{field}.after"), "must not be negative")
+            })?;
+            if after < Duration::from_secs(1) {
+                return Err(GatewayError::invalid(
+                    format!("{field}.after"),
+                    "must be at least 1 second",
+                ));
+            }
+            IggyExpiry::ExpireDuration(IggyDuration::from(after))
+        }
+    };
+    Ok(Some(expiry))
+}
+
+/// The size limit a request asks for; `None` when the field is unset.
+pub fn max_size_from_proto(
+    field: &str,
+    value: Option<&proto::MaxTopicSize>,
+) -> Result<Option<MaxTopicSize>, GatewayError> {
+    let Some(kind) = value.and_then(|size| size.kind.as_ref()) else {
+        return Ok(None);
+    };
+    let size = match kind {
+        max_topic_size::Kind::ServerDefault(()) => MaxTopicSize::ServerDefault,
+        max_topic_size::Kind::Unlimited(()) => MaxTopicSize::Unlimited,
+        max_topic_size::Kind::Bytes(0) => {
+            return Err(GatewayError::invalid(
+                format!("{field}.bytes"),
+                "must be greater than 0 (use `unlimited` for no limit)",
+            ));
+        }
+        max_topic_size::Kind::Bytes(bytes) => MaxTopicSize::Custom(IggyByteSize::from(*bytes)),
+    };
+    Ok(Some(size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_microseconds() {
+        let ts = timestamp(1_700_000_000_123_456);
+        assert_eq!(ts.seconds, 1_700_000_000);
+        assert_eq!(ts.nanos, 123_456_000);
+    }
+
+    #[test]
+    fn expiry_round_trips_and_rejects_sub_second() {
+        let after = proto::MessageExpiry {
+            kind: Some(message_expiry::Kind::After(duration(Duration::from_secs(60)))),
+        };
+        let parsed = expiry_from_proto("message_expiry", Some(&after)).expect("valid");
+        assert_eq!(
+            parsed,
+            Some(IggyExpiry::ExpireDuration(IggyDuration::from(
+                Duration::from_secs(60)
+            )))
+        );
+        let short = proto::MessageExpiry {
+            kind: Some(message_expiry::Kind::After(duration(Duration::from_millis(10)))),
+        };
+        assert!(expiry_from_proto("message_expiry", Some(&short)).is_err());
+        assert_eq!(expiry_from_proto("message_expiry", None).expect("unset"), None);
+    }
+
+    #[test]
+    fn unknown_compression_is_rejected() {
+        assert!(compression_from_proto("compression", 42).is_err());
+        assert_eq!(compression_from_proto("compression", 0).expect("unset"), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! `AdminService`: thin handlers that validate a request, make the Iggy call
+//! on a pooled connection and convert the answer back.
+
+mod convert;
+mod groups;
+mod not_found;
+mod offsets;
+mod partitions;
+mod streams;
+mod system;
+mod topics;
+
+pub use convert::{duration, system_time, timestamp};
+pub use system::StatsCache;
+
+use crate::{
+    error::GatewayError,
+    iggy::IggyPool,
+    proto::{self, admin_service_server::AdminService},
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The AdminService implementation.
+#[derive(Clone)]
+pub struct Admin {
+    pool: IggyPool,
+    stats: Arc<StatsCache>,
+}
+
+impl Admin {
+    /// Serves admin calls over `pool`, caching stats in `stats`.
+    pub fn new(pool: IggyPool, stats: Arc<StatsCache>) -> Self {
+        Self { pool, stats }
+    }
+}
+
+fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(GatewayError::into_status)
+}
+
+#[tonic::async_trait]
+impl AdminService for Admin {
+    async fn create_stream(
+        &self,
+        request: Request<proto::CreateStreamRequest>,
+    ) -> Result<Response<proto::CreateStreamResponse>, Status> {
+        let r = request.into_inner();
+        respond(streams::create(&self.pool, r).await)
+    }
+
+    async fn get_stream(
+        &self,
+        request: Request<proto::GetStreamRequest>,
+    ) -> Result<Response<proto::GetStreamResponse>, Status> {
+        let r = request.into_inner();
+        respond(streams::get(&self.pool, r).await)
+    }
+
+    async fn list_streams(
+        &self,
+        _request: Request<proto::ListStreamsRequest>,
+    ) -> Result<Response<proto::ListStreamsResponse>, Status> {
+        respond(streams::list(&self.pool).await)
+    }
+
+    async fn update_stream(
+        &self,
+        request: Request<proto::UpdateStreamRequest>,
+    ) -> Result<Response<proto::UpdateStreamResponse>, Status> {
+        let r = request.into_inner();
+        respond(streams::update(&self.pool, r).await)
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<proto::DeleteStreamRequest>,
+    ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
+        let r = request.into_inner();
+        respond(streams::delete(&self.pool, r).await)
+    }
+
+    async fn purge_stream(
+        &self,
+        request: Request<proto::PurgeStreamRequest>,
+    ) -> Result<Response<proto::PurgeStreamResponse>, Status> {
+        let r = request.into_inner();
+        respond(streams::purge(&self.pool, r).await)
+    }
+
+    async fn create_topic(
+        &self,
+        request: Request<proto::CreateTopicRequest>,
+    ) -> Result<Response<proto::CreateTopicResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::create(&self.pool, r).await)
+    }
+
+    async fn get_topic(
+        &self,
+        request: Request<proto::GetTopicRequest>,
+    ) -> Result<Response<proto::GetTopicResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::get(&self.pool, r).await)
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<proto::ListTopicsRequest>,
+    ) -> Result<Response<proto::ListTopicsResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::list(&self.pool, r).await)
+    }
+
+    async fn update_topic(
+        &self,
+        request: Request<proto::UpdateTopicRequest>,
+    ) -> Result<Response<proto::UpdateTopicResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::update(&self.pool, r).await)
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<proto::DeleteTopicRequest>,
+    ) -> Result<Response<proto::DeleteTopicResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::delete(&self.pool, r).await)
+    }
+
+    async fn purge_topic(
+        &self,
+        request: Request<proto::PurgeTopicRequest>,
+    ) -> Result<Response<proto::PurgeTopicResponse>, Status> {
+        let r = request.into_inner();
+        respond(topics::purge(&self.pool, r).await)
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<proto::CreatePartitionsRequest>,
+    ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
+        let r = request.into_inner();
+        respond(partitions::create(&self.pool, r).await)
+    }
+
+    async fn delete_partitions(
+        &self,
+        request: Request<proto::DeletePartitionsRequest>,
+    ) -> Result<Response<proto::DeletePartitionsResponse>, Status> {
+        let r = request.into_inner();
+        respond(partitions::delete(&self.pool, r).await)
+    }
+
+    async fn create_consumer_group(
+        &self,
+        request: Request<proto::CreateConsumerGroupRequest>,
+    ) -> Result<Response<proto::CreateConsumerGroupResponse>, Status> {
+        let r = request.into_inner();
+        respond(groups::create(&self.pool, r).await)
+    }
+
+    async fn get_consumer_group(
+        &self,
+        request: Request<proto::GetConsumerGroupRequest>,
+    ) -> Result<Response<proto::GetConsumerGroupResponse>, Status> {
+        let r = request.into_inner();
+        respond(groups::get(&self.pool, r).await)
+    }
+
+    async fn list_consumer_groups(
+        &self,
+        request: Request<proto::ListConsumerGroupsRequest>,
+    ) -> Result<Response<proto::ListConsumerGroupsResponse>, Status> {
+        let r = request.into_inner();
+        respond(groups::list(&self.pool, r).await)
+    }
+
+    async fn delete_consumer_group(
+        &self,
+        request: Request<proto::DeleteConsumerGroupRequest>,
+    ) -> Result<Response<proto::DeleteConsumerGroupResponse>, Status> {
+        let r = request.into_inner();
+        respond(groups::delete(&self.pool, r).await)
+    }
+
+    async fn get_consumer_offset(
+        &self,
+        request: Request<proto::GetConsumerOffsetRequest>,
+    ) -> Result<Response<proto::GetConsumerOffsetResponse>, Status> {
+        let r = request.into_inner();
+        respond(offsets::get(&self.pool, r).await)
+    }
+
+    async fn store_consumer_offset(
+        &self,
+        request: Request<proto::StoreConsumerOffsetRequest>,
+    ) -> Result<Response<proto::StoreConsumerOffsetResponse>, Status> {
+        let r = request.into_inner();
+        respond(offsets::store(&self.pool, r).await)
+    }
+
+    async fn delete_consumer_offset(
+        &self,
+        request: Request<proto::DeleteConsumerOffsetRequest>,
+    ) -> Result<Response<proto::DeleteConsumerOffsetResponse>, Status> {
+        let r = request.into_inner();
+        respond(offsets::delete(&self.pool, r).await)
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<proto::GetStatsRequest>,
+    ) -> Result<Response<proto::GetStatsResponse>, Status> {
+        respond(self.stats.get(&self.pool).await)
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<proto::PingRequest>,
+    ) -> Result<Response<proto::PingResponse>, Status> {
+        respond(system::ping(&self.pool).await)
+    }
+}

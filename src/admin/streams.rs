@@ -1,0 +1,77 @@
+//! Stream administration: create, get, list, rename, delete, purge.
+
+use super::{convert, not_found};
+use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
+use iggy::prelude::{StreamClient, StreamUpdateOptions};
+
+pub async fn create(
+    pool: &IggyPool,
+    request: proto::CreateStreamRequest,
+) -> Result<proto::CreateStreamResponse, GatewayError> {
+    let name = validate::name("name", &request.name)?.to_owned();
+    let created = pool
+        .call(move |client| async move { client.create_stream(&name).await })
+        .await?;
+    Ok(proto::CreateStreamResponse {
+        stream: convert::stream_details(&created).stream,
+    })
+}
+
+pub async fn get(
+    pool: &IggyPool,
+    request: proto::GetStreamRequest,
+) -> Result<proto::GetStreamResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let lookup = stream.clone();
+    let details = pool
+        .call(move |client| async move { client.get_stream(&lookup).await })
+        .await?
+        .ok_or_else(|| not_found::stream(&stream))?;
+    Ok(proto::GetStreamResponse {
+        stream: Some(convert::stream_details(&details)),
+    })
+}
+
+pub async fn list(pool: &IggyPool) -> Result<proto::ListStreamsResponse, GatewayError> {
+    let streams = pool
+        .call(|client| async move { client.get_streams().await })
+        .await?;
+    Ok(proto::ListStreamsResponse {
+        streams: streams.iter().map(convert::stream).collect(),
+    })
+}
+
+pub async fn update(
+    pool: &IggyPool,
+    request: proto::UpdateStreamRequest,
+) -> Result<proto::UpdateStreamResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let name = validate::name("name", &request.name)?.to_owned();
+    pool.call(move |client| async move {
+        client
+            .update_stream(&stream, &name, &StreamUpdateOptions::default())
+            .await
+    })
+    .await?;
+    Ok(proto::UpdateStreamResponse {})
+}
+
+pub async fn delete(
+    pool: &IggyPool,
+    request: proto::DeleteStreamRequest,
+) -> Result<proto::DeleteStreamResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    pool.call(move |client| async move { client.delete_stream(&stream).await })
+        .await?;
+    Ok(proto::DeleteStreamResponse {})
+}
+
+pub async fn purge(
+    pool: &IggyPool,
+    request: proto::PurgeStreamRequest,
+) -> Result<proto::PurgeStreamResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    pool.call(move |client| async move { client.purge_stream(&stream).await })
+        .await?;
+    Ok(proto::PurgeStreamResponse {})
+}

@@ -1,0 +1,129 @@
+//! Topic administration: create (partitions, expiry, size limit,
+//! compression), get, list, update, delete, purge.
+
+use super::{convert, not_found};
+use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
+use iggy::prelude::{IggyError, TopicClient, TopicCreateOptions, TopicUpdateOptions};
+
+pub async fn create(
+    pool: &IggyPool,
+    request: proto::CreateTopicRequest,
+) -> Result<proto::CreateTopicResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let name = validate::name("name", &request.name)?.to_owned();
+    let options = TopicCreateOptions {
+        partitions_count: Some(validate::partitions_count(
+            "partitions_count",
+            request.partitions_count,
+        )?),
+        compression_algorithm: convert::compression_from_proto("compression", request.compression)?,
+        message_expiry: convert::expiry_from_proto(
+            "message_expiry",
+            request.message_expiry.as_ref(),
+        )?,
+        max_topic_size: convert::max_size_from_proto(
+            "max_topic_size",
+            request.max_topic_size.as_ref(),
+        )?,
+        ..TopicCreateOptions::default()
+    };
+    let created = pool
+        .call(move |client| async move { client.create_topic(&stream, &name, &options).await })
+        .await?;
+    Ok(proto::CreateTopicResponse {
+        topic: Some(convert::topic_details(&created)),
+    })
+}
+
+pub async fn get(
+    pool: &IggyPool,
+    request: proto::GetTopicRequest,
+) -> Result<proto::GetTopicResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let topic = validate::resource_id("topic", request.topic.as_ref())?;
+    let (lookup_stream, lookup_topic) = (stream.clone(), topic.clone());
+    let details = pool
+        .call(move |client| async move { client.get_topic(&lookup_stream, &lookup_topic).await })
+        .await?
+        .ok_or_else(|| not_found::topic(&stream, &topic))?;
+    Ok(proto::GetTopicResponse {
+        topic: Some(convert::topic_details(&details)),
+    })
+}
+
+pub async fn list(
+    pool: &IggyPool,
+    request: proto::ListTopicsRequest,
+) -> Result<proto::ListTopicsResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let topics = pool
+        .call(move |client| async move { client.get_topics(&stream).await })
+        .await?;
+    Ok(proto::ListTopicsResponse {
+        topics: topics.iter().map(convert::topic).collect(),
+    })
+}
+
+pub async fn update(
+    pool: &IggyPool,
+    request: proto::UpdateTopicRequest,
+) -> Result<proto::UpdateTopicResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let topic = validate::resource_id("topic", request.topic.as_ref())?;
+    let new_name = if request.name.is_empty() {
+        None
+    } else {
+        Some(validate::name("name", &request.name)?.to_owned())
+    };
+    let options = TopicUpdateOptions {
+        compression_algorithm: convert::compression_from_proto("compression", request.compression)?,
+        message_expiry: convert::expiry_from_proto(
+            "message_expiry",
+            request.message_expiry.as_ref(),
+        )?,
+        max_topic_size: convert::max_size_from_proto(
+            "max_topic_size",
+            request.max_topic_size.as_ref(),
+        )?,
+        ..TopicUpdateOptions::default()
+    };
+    pool.call(move |client| async move {
+        // Iggy's update always takes a name: keep the current one when the
+        // request leaves it empty.
+        let name = match new_name {
+            Some(name) => name,
+            None => {
+                client
+                    .get_topic(&stream, &topic)
+                    .await?
+                    .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?
+                    .name
+            }
+        };
+        client.update_topic(&stream, &topic, &name, &options).await
+    })
+    .await?;
+    Ok(proto::UpdateTopicResponse {})
+}
+
+pub async fn delete(
+    pool: &IggyPool,
+    request: proto::DeleteTopicRequest,
+) -> Result<proto::DeleteTopicResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let topic = validate::resource_id("topic", request.topic.as_ref())?;
+    pool.call(move |client| async move { client.delete_topic(&stream, &topic).await })
+        .await?;
+    Ok(proto::DeleteTopicResponse {})
+}
+
+pub async fn purge(
+    pool: &IggyPool,
+    request: proto::PurgeTopicRequest,
+) -> Result<proto::PurgeTopicResponse, GatewayError> {
+    let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let topic = validate::resource_id("topic", request.topic.as_ref())?;
+    pool.call(move |client| async move { client.purge_topic(&stream, &topic).await })
+        .await?;
+    Ok(proto::PurgeTopicResponse {})
+}

@@ -1,0 +1,90 @@
+//! Command-line flags with environment-variable fallbacks.
+
+use crate::iggy::PoolOptions;
+use clap::{Parser, ValueEnum};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// iggy-grpc: a gRPC gateway for Apache Iggy.
+///
+/// Publish to, subscribe to and administer an Iggy server from any language
+/// with a gRPC stack. Every flag can also be set by the environment variable
+/// named in its help.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "iggy-grpc", version)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "IGGY_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Iggy to connect to: iggy://user:password@host:port (ignored with --embedded).
+    #[arg(
+        long,
+        env = "IGGY_CONNECTION_STRING",
+        default_value = "iggy://iggy:iggy@127.0.0.1:8090",
+        hide_env_values = true
+    )]
+    pub iggy_url: String,
+
+    /// Number of pooled Iggy connections for publish and admin calls (1-1024);
+    /// each serves one call at a time.
+    #[arg(long, env = "IGGY_GRPC_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub pool_size: u16,
+
+    /// How long a call waits for a free pooled connection before
+    /// RESOURCE_EXHAUSTED (e.g. 500ms, 5s).
+    #[arg(long, env = "IGGY_GRPC_POOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub pool_timeout: Duration,
+
+    /// Start and supervise a local iggy-server instead of connecting to one.
+    #[arg(long, env = "IGGY_EMBEDDED")]
+    pub embedded: bool,
+
+    /// The iggy-server binary for --embedded (default: iggy-server on PATH).
+    #[arg(long, env = "IGGY_SERVER_BIN")]
+    pub iggy_server_bin: Option<PathBuf>,
+
+    /// Data directory of the embedded Iggy (default: a throwaway directory
+    /// under the OS temp dir, removed on exit).
+    #[arg(long, env = "IGGY_GRPC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "IGGY_GRPC_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How long GetStats answers from its cache before asking Iggy again.
+    #[arg(long, env = "IGGY_GRPC_STATS_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stats_ttl: Duration,
+
+    /// Log output format.
+    #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// The configuration with every default, for tests and embedding.
+    pub fn for_connection_string(iggy_url: impl Into<String>) -> Self {
+        let mut config = Self::parse_from(["iggy-grpc"]);
+        config.iggy_url = iggy_url.into();
+        config
+    }
+
+    /// The pool settings this configuration asks for.
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            size: usize::from(self.pool_size),
+            acquire_timeout: self.pool_timeout,
+            ..PoolOptions::default()
+        }
+    }
+}

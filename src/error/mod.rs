@@ -1,0 +1,168 @@
+//! The gateway's one error type and its one mapping to `tonic::Status`.
+//!
+//! Handlers return `Result<_, GatewayError>`; only [`GatewayError::into_status`]
+//! decides what a client sees: the gRPC code, a message, a google.rpc
+//! ErrorInfo with a machine-readable reason, a BadRequest naming the field for
+//! invalid input, and a RetryInfo where waiting helps.
+
+mod iggy_codes;
+
+pub use iggy_codes::{grpc_code, is_connection_lost, is_outcome_unknown};
+
+use iggy::prelude::IggyError;
+use std::{collections::HashMap, time::Duration};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every ErrorInfo this gateway sends.
+pub const ERROR_DOMAIN: &str = "iggy-grpc";
+
+/// How long a client is told to wait before retrying while Iggy is away.
+const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed; it never reached Iggy.
+    #[error("invalid {field}: {description}")]
+    InvalidArgument {
+        /// The request field at fault, e.g. `stream.name` or `messages[3].id`.
+        field: String,
+        /// What is wrong with it and what is allowed.
+        description: String,
+    },
+    /// Iggy answered with an error. Only the code crosses the wire, so the
+    /// message is built from the error's name, not from the SDK's text (which
+    /// would show placeholder values).
+    #[error("{}", iggy_codes::describe(.0))]
+    Iggy(IggyError),
+    /// Iggy did not report a resource the request names.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// No connection to Iggy is live: it is down or unreachable.
+    #[error("Iggy is unreachable; the gateway is reconnecting")]
+    IggyUnavailable,
+    /// Every pooled connection stayed busy for the whole acquire timeout.
+    #[error("all {pool_size} Iggy connections are busy; retry shortly")]
+    PoolExhausted {
+        /// The pool size, to say why.
+        pool_size: usize,
+        /// A hint for the client's RetryInfo.
+        retry_after: Duration,
+    },
+    /// The method exists in the contract but this version does not serve it.
+    #[error("{0} is not implemented yet")]
+    Unimplemented(&'static str),
+    /// A fault inside the gateway; a bug if it is ever seen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// Bad input in `field`, described for a human.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    /// The gRPC code a client receives for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::Iggy(error) => grpc_code(error),
+            Self::NotFound(_) => Code::NotFound,
+            Self::IggyUnavailable => Code::Unavailable,
+            Self::PoolExhausted { .. } => Code::ResourceExhausted,
+            Self::Unimplemented(_) => Code::Unimplemented,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The machine-readable reason sent in ErrorInfo.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
+            Self::Iggy(error) => iggy_codes::reason(error),
+            Self::NotFound(_) => "NOT_FOUND".into(),
+            Self::IggyUnavailable => "IGGY_UNAVAILABLE".into(),
+            Self::PoolExhausted { .. } => "POOL_EXHAUSTED".into(),
+            Self::Unimplemented(_) => "UNIMPLEMENTED".into(),
+            Self::Internal(_) => "INTERNAL".into(),
+        }
+    }
+
+    /// The status a client receives, with its rich error details.
+    pub fn into_status(self) -> Status {
+        let mut details = ErrorDetails::new();
+        let mut metadata = HashMap::new();
+        match &self {
+            Self::InvalidArgument { field, description } => {
+                details.add_bad_request_violation(field.clone(), description.clone());
+            }
+            Self::Iggy(error) => {
+                metadata.insert("iggy_code".to_owned(), error.as_code().to_string());
+                if grpc_code(error) == Code::Unavailable {
+                    details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
+                }
+            }
+            Self::IggyUnavailable => {
+                details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
+            }
+            Self::PoolExhausted { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+            }
+            Self::NotFound(_) | Self::Unimplemented(_) | Self::Internal(_) => {}
+        }
+        details.set_error_info(self.reason(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(self.code(), self.to_string(), details)
+    }
+}
+
+impl From<IggyError> for GatewayError {
+    fn from(error: IggyError) -> Self {
+        Self::Iggy(error)
+    }
+}
+
+impl From<GatewayError> for Status {
+    fn from(error: GatewayError) -> Self {
+        error.into_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_input_names_the_field_in_a_bad_request() {
+        let status = GatewayError::invalid("stream.name", "must not be empty").into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("bad request").field_violations;
+        assert_eq!(violations[0].field, "stream.name");
+        assert_eq!(
+            details.error_info().expect("error info").domain,
+            ERROR_DOMAIN
+        );
+    }
+
+    #[test]
+    fn iggy_errors_carry_their_reason_and_code() {
+        let status = GatewayError::from(IggyError::StreamNameNotFound("s".into())).into_status();
+        assert_eq!(status.code(), Code::NotFound);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "STREAM_NAME_NOT_FOUND");
+        assert_eq!(info.metadata.get("iggy_code").map(String::as_str), Some("1010"));
+    }
+
+    #[test]
+    fn unavailability_tells_the_client_when_to_retry() {
+        let status = GatewayError::IggyUnavailable.into_status();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.get_error_details().retry_info().is_some());
+    }
+}

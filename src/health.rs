@@ -1,0 +1,53 @@
+//! Keeps grpc.health.v1 truthful: SERVING only while at least one pooled
+//! connection reaches Iggy and the gateway is not shutting down.
+
+use crate::iggy::PoolStatus;
+use tokio::{sync::watch, task::JoinHandle};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tracing::info;
+
+/// The services whose health is reported, besides the overall "" entry.
+pub const SERVICES: [&str; 2] = [
+    "iggy.gateway.v1.MessagingService",
+    "iggy.gateway.v1.AdminService",
+];
+
+/// Sets every reported service to `status`.
+pub async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Follows the pool status and the shutdown flag until shutdown, updating
+/// health on every change.
+pub fn track(
+    reporter: HealthReporter,
+    mut pool: watch::Receiver<PoolStatus>,
+    mut shutting_down: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reported = None;
+        loop {
+            let serving = pool.borrow_and_update().is_serving() && !*shutting_down.borrow();
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if reported != Some(status) {
+                info!(?status, pool = ?*pool.borrow(), "health changed");
+                set_all(&reporter, status).await;
+                reported = Some(status);
+            }
+            if *shutting_down.borrow() {
+                return;
+            }
+            tokio::select! {
+                changed = pool.changed() => if changed.is_err() { return },
+                changed = shutting_down.changed() => if changed.is_err() { return },
+            }
+        }
+    })
+}

@@ -1,0 +1,11 @@
+//! Everything that talks to Iggy: how to reach it, the pool of connections
+//! publish and admin calls share, and the supervisor of an embedded server.
+
+mod backoff;
+mod connection;
+pub mod embedded;
+mod pool;
+
+pub use backoff::Backoff;
+pub use connection::{IggyTarget, TargetError};
+pub use pool::{IggyPool, PoolOptions, PoolStatus};

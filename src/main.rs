@@ -1,0 +1,134 @@
+//! The `iggy-grpc` binary: parses the configuration, binds the listener,
+//! optionally starts an embedded Iggy, and serves until SIGTERM/SIGINT.
+
+use clap::Parser;
+use iggy_grpc::{
+    Config,
+    config::LogFormat,
+    iggy::{
+        IggyTarget,
+        embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
+    },
+};
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// sysexits.h EX_CONFIG: the configuration is unusable.
+const EXIT_CONFIG: u8 = 78;
+/// sysexits.h EX_UNAVAILABLE: a service the gateway needs is not available.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn main() -> ExitCode {
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let rendered = error.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid configuration");
+            eprintln!("iggy-grpc: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("iggy-grpc: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(mut config: Config) -> ExitCode {
+    if !config.embedded
+        && let Err(error) = IggyTarget::parse(&config.iggy_url)
+    {
+        eprintln!("iggy-grpc: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("iggy-grpc: cannot listen on {}: {error}", config.listen);
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    info!(listen = %config.listen, "listening");
+
+    let embedded = if config.embedded {
+        let options = EmbeddedOptions {
+            binary: config.iggy_server_bin.clone(),
+            data_dir: config.data_dir.clone(),
+            ..EmbeddedOptions::default()
+        };
+        match EmbeddedIggy::start(options).await {
+            Ok(embedded) => {
+                config.iggy_url = embedded.connection_string();
+                Some(embedded)
+            }
+            Err(error @ EmbeddedError::BinaryNotFound) => {
+                eprintln!("iggy-grpc: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            Err(error) => {
+                eprintln!("iggy-grpc: {error}");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        }
+    } else {
+        None
+    };
+
+    let served = iggy_grpc::serve(listener, config, shutdown_signal()).await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error!(%error, "gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(error) => {
+                error!(%error, "cannot listen for SIGTERM; only SIGINT stops the gateway");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    info!("shutdown signal received");
+}

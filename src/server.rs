@@ -1,0 +1,111 @@
+//! Assembles the gateway and serves it on a listener the caller has bound.
+
+use crate::{
+    admin::{Admin, StatsCache},
+    config::Config,
+    health,
+    iggy::{IggyPool, IggyTarget, TargetError},
+    messaging::Messaging,
+    proto::{
+        self, admin_service_server::AdminServiceServer,
+        messaging_service_server::MessagingServiceServer,
+    },
+};
+use std::{future::Future, sync::Arc};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+/// Why the gateway could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] TargetError),
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Reflection over the gateway's own protos, grpc.health.v1 and both
+/// reflection versions, so either version lists every service served.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then shuts
+/// down gracefully: health turns NOT_SERVING first, new calls are refused,
+/// in-flight calls get `config.shutdown_grace` to finish.
+///
+/// The listener is bound by the caller, so tests bind `127.0.0.1:0`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let target = IggyTarget::parse(&config.iggy_url)?;
+    info!(iggy = target.server_address(), pool_size = config.pool_size, "starting");
+    let pool = IggyPool::start(target, config.pool_options());
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health::set_all(&health_reporter, ServingStatus::NotServing).await;
+    let (shutting_down, shutting_down_rx) = watch::channel(false);
+    let health_task = health::track(
+        health_reporter.clone(),
+        pool.watch_status(),
+        shutting_down_rx,
+    );
+
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let admin = Admin::new(pool.clone(), Arc::new(StatsCache::new(config.stats_ttl)));
+    let messaging = Messaging::new(pool.clone());
+
+    let (stop_accepting, mut stop_accepting_rx) = watch::channel(false);
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AdminServiceServer::new(admin))
+        .add_service(MessagingServiceServer::new(messaging))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
+        });
+    tokio::pin!(server);
+
+    tokio::select! {
+        result = &mut server => {
+            pool.close();
+            return result.map_err(ServeError::from);
+        }
+        () = shutdown => {}
+    }
+
+    info!(grace = ?config.shutdown_grace, "shutting down");
+    // Health first, so load balancers stop sending before calls are refused.
+    shutting_down.send_replace(true);
+    health::set_all(&health_reporter, ServingStatus::NotServing).await;
+    let _ = health_task.await;
+    stop_accepting.send_replace(true);
+    let result = match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+        Ok(result) => result.map_err(ServeError::from),
+        Err(_) => {
+            warn!("shutdown grace period over; dropping the calls still running");
+            Ok(())
+        }
+    };
+    pool.close();
+    info!("stopped");
+    result
+}

@@ -1,0 +1,93 @@
+//! The binary's configuration errors and exit codes (no Iggy needed).
+
+use libtest_mimic::{Failed, Trial};
+use std::{net::TcpListener, process::Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_iggy-grpc");
+
+pub fn tests() -> Vec<Trial> {
+    vec![
+        Trial::test("cli::bad_listen_address_exits_78_with_one_line", bad_listen_address),
+        Trial::test("cli::bad_connection_string_exits_78", bad_connection_string),
+        Trial::test("cli::listen_address_in_use_exits_69", address_in_use),
+        Trial::test("cli::embedded_without_binary_names_the_variable", embedded_without_binary),
+        Trial::test("cli::help_documents_every_flag", help_documents_flags),
+    ]
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env_remove("IGGY_CONNECTION_STRING")
+        .env_remove("IGGY_EMBEDDED")
+        .env_remove("IGGY_SERVER_BIN");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run iggy-grpc")
+}
+
+fn bad_listen_address() -> Result<(), Failed> {
+    let output = run(&["--listen", "not-an-address"], &[]);
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("--listen"), "names the flag: {stderr}");
+    Ok(())
+}
+
+fn bad_connection_string() -> Result<(), Failed> {
+    let output = run(
+        &["--listen", "127.0.0.1:0", "--iggy-url", "iggy://nocredentials:8090"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connection string"), "{stderr}");
+    Ok(())
+}
+
+fn address_in_use() -> Result<(), Failed> {
+    let taken = TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let output = run(&["--listen", &address], &[]);
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
+    Ok(())
+}
+
+fn embedded_without_binary() -> Result<(), Failed> {
+    let output = run(
+        &["--listen", "127.0.0.1:0", "--embedded"],
+        &[("PATH", "/nonexistent")],
+    );
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("IGGY_SERVER_BIN"), "{stderr}");
+    Ok(())
+}
+
+fn help_documents_flags() -> Result<(), Failed> {
+    let output = run(&["--help"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen",
+        "IGGY_GRPC_LISTEN",
+        "--iggy-url",
+        "IGGY_CONNECTION_STRING",
+        "--pool-size",
+        "IGGY_GRPC_POOL_SIZE",
+        "--embedded",
+        "IGGY_EMBEDDED",
+        "--iggy-server-bin",
+        "IGGY_SERVER_BIN",
+        "--log-format",
+        "--shutdown-grace",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    Ok(())
+}

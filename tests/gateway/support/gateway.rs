@@ -1,0 +1,121 @@
+//! A gateway served in-process on `127.0.0.1:0`, with clients for it.
+
+use iggy_grpc::{
+    Config, ServeError,
+    proto::{
+        admin_service_client::AdminServiceClient,
+        messaging_service_client::MessagingServiceClient,
+    },
+};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// A running gateway; stopped when [`TestGateway::stop`] is called.
+pub struct TestGateway {
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway for `iggy_url` with test-sized settings; returns as
+    /// soon as it accepts connections (Iggy may still be unreachable).
+    pub async fn start(iggy_url: &str) -> Self {
+        let mut config = Config::for_connection_string(iggy_url);
+        config.pool_size = 4;
+        config.pool_timeout = Duration::from_secs(2);
+        config.shutdown_grace = Duration::from_secs(5);
+        Self::start_with(config).await
+    }
+
+    /// Starts a gateway with `config`.
+    pub async fn start_with(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(iggy_grpc::serve(listener, config, async move {
+            let _ = shutdown_rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .expect("uri")
+            .connect_lazy();
+        Self {
+            channel,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// Starts a gateway and waits until its health is SERVING.
+    pub async fn start_ready(iggy_url: &str) -> Self {
+        let gateway = Self::start(iggy_url).await;
+        gateway.wait_for_health("", ServingStatus::Serving).await;
+        gateway
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn messaging(&self) -> MessagingServiceClient<Channel> {
+        MessagingServiceClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The current health of `service` ("" for the whole gateway).
+    pub async fn health_status(&self, service: &str) -> ServingStatus {
+        let response = self
+            .health()
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check");
+        response.into_inner().status()
+    }
+
+    /// Waits, on the health Watch stream, until `service` reports `wanted`.
+    pub async fn wait_for_health(&self, service: &str, wanted: ServingStatus) {
+        let mut updates = self
+            .health()
+            .watch(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health watch")
+            .into_inner();
+        while let Some(update) = updates.next().await {
+            if update.expect("health update").status() == wanted {
+                return;
+            }
+        }
+        panic!("health watch ended before {service:?} became {wanted:?}");
+    }
+
+    /// Starts a graceful shutdown and waits for `serve` to return.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await.expect("gateway task")
+    }
+
+    /// Signals shutdown without waiting; `stop` then collects the result.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
