@@ -46,8 +46,15 @@ fn main() -> ExitCode {
     runtime.block_on(run(config))
 }
 
+/// The log filter when RUST_LOG is unset: the gateway at info; the SDK's own
+/// per-attempt connect and heartbeat errors are left out, since the pool
+/// reports connection changes itself.
+const DEFAULT_LOG_FILTER: &str =
+    "info,iggy=warn,iggy::tcp::tcp_client=off,iggy::clients::client=off";
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

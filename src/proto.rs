@@ -5,4 +5,5 @@
 tonic::include_proto!("iggy.gateway.v1");
 
 /// The encoded descriptors of every gateway proto file, for reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptor.bin"));

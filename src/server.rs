@@ -54,7 +54,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let target = IggyTarget::parse(&config.iggy_url)?;
-    info!(iggy = target.server_address(), pool_size = config.pool_size, "starting");
+    info!(
+        iggy = target.server_address(),
+        pool_size = config.pool_size,
+        "starting"
+    );
     let pool = IggyPool::start(target, config.pool_options());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

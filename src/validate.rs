@@ -21,11 +21,17 @@ pub fn name<'a>(field: &str, value: &'a str) -> Result<&'a str, GatewayError> {
     if value.len() > MAX_NAME_LENGTH {
         return Err(GatewayError::invalid(
             field,
-            format!("must be at most {MAX_NAME_LENGTH} bytes, got {}", value.len()),
+            format!(
+                "must be at most {MAX_NAME_LENGTH} bytes, got {}",
+                value.len()
+            ),
         ));
     }
     if value.starts_with(' ') || value.ends_with(' ') {
-        return Err(GatewayError::invalid(field, "must not start or end with a space"));
+        return Err(GatewayError::invalid(
+            field,
+            "must not start or end with a space",
+        ));
     }
     if let Some(bad) = value.chars().find(|c| !is_name_char(*c)) {
         return Err(GatewayError::invalid(
@@ -49,9 +55,7 @@ pub fn resource_id(
         .and_then(|id| id.kind.as_ref())
         .ok_or_else(|| GatewayError::invalid(field, "is required (a name or an id)"))?;
     let identifier = match kind {
-        resource_id::Kind::Name(value) => {
-            Identifier::named(name(&format!("{field}.name"), value)?)
-        }
+        resource_id::Kind::Name(value) => Identifier::named(name(&format!("{field}.name"), value)?),
         resource_id::Kind::Id(id) => Identifier::numeric(*id),
     };
     identifier.map_err(|error| GatewayError::invalid(field, error.to_string()))
@@ -109,19 +113,28 @@ mod tests {
     fn rejects_bad_names_naming_the_field() {
         let long = "x".repeat(256);
         for bad in ["", " padded", "tab\there", "semi;colon", long.as_str()] {
-            assert_eq!(field_of(name("stream.name", bad).unwrap_err()), "stream.name");
+            assert_eq!(
+                field_of(name("stream.name", bad).unwrap_err()),
+                "stream.name"
+            );
         }
     }
 
     #[test]
     fn resource_ids_need_a_kind() {
         let empty = proto::ResourceId { kind: None };
-        assert_eq!(field_of(resource_id("topic", Some(&empty)).unwrap_err()), "topic");
+        assert_eq!(
+            field_of(resource_id("topic", Some(&empty)).unwrap_err()),
+            "topic"
+        );
         assert_eq!(field_of(resource_id("topic", None).unwrap_err()), "topic");
         let bad = proto::ResourceId {
             kind: Some(resource_id::Kind::Name("no!".into())),
         };
-        assert_eq!(field_of(resource_id("topic", Some(&bad)).unwrap_err()), "topic.name");
+        assert_eq!(
+            field_of(resource_id("topic", Some(&bad)).unwrap_err()),
+            "topic.name"
+        );
         let numeric = proto::ResourceId {
             kind: Some(resource_id::Kind::Id(0)),
         };

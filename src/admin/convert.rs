@@ -5,9 +5,8 @@ use crate::{
     proto::{self, max_topic_size, message_expiry},
 };
 use iggy::prelude::{
-    CompressionAlgorithm, ConsumerGroupDetails, IggyByteSize, IggyDuration,
-    IggyExpiry, IggyTimestamp, MaxTopicSize, Partition, Stats, Stream, StreamDetails, Topic,
-    TopicDetails,
+    CompressionAlgorithm, ConsumerGroupDetails, IggyByteSize, IggyDuration, IggyExpiry,
+    IggyTimestamp, MaxTopicSize, Partition, Stats, Stream, StreamDetails, Topic, TopicDetails,
 };
 use iggy_common::ConsumerOffsetInfo;
 use std::time::{Duration, SystemTime};
@@ -270,7 +269,9 @@ mod tests {
     #[test]
     fn expiry_round_trips_and_rejects_sub_second() {
         let after = proto::MessageExpiry {
-            kind: Some(message_expiry::Kind::After(duration(Duration::from_secs(60)))),
+            kind: Some(message_expiry::Kind::After(duration(Duration::from_secs(
+                60,
+            )))),
         };
         let parsed = expiry_from_proto("message_expiry", Some(&after)).expect("valid");
         assert_eq!(
@@ -280,15 +281,23 @@ mod tests {
             )))
         );
         let short = proto::MessageExpiry {
-            kind: Some(message_expiry::Kind::After(duration(Duration::from_millis(10)))),
+            kind: Some(message_expiry::Kind::After(duration(
+                Duration::from_millis(10),
+            ))),
         };
         assert!(expiry_from_proto("message_expiry", Some(&short)).is_err());
-        assert_eq!(expiry_from_proto("message_expiry", None).expect("unset"), None);
+        assert_eq!(
+            expiry_from_proto("message_expiry", None).expect("unset"),
+            None
+        );
     }
 
     #[test]
     fn unknown_compression_is_rejected() {
         assert!(compression_from_proto("compression", 42).is_err());
-        assert_eq!(compression_from_proto("compression", 0).expect("unset"), None);
+        assert_eq!(
+            compression_from_proto("compression", 0).expect("unset"),
+            None
+        );
     }
 }

@@ -12,9 +12,9 @@ pub async fn create(
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
     let name = validate::name("name", &request.name)?.to_owned();
     let created = pool
-        .call(move |client| async move {
-            client.create_consumer_group(&stream, &topic, &name).await
-        })
+        .call(
+            move |client| async move { client.create_consumer_group(&stream, &topic, &name).await },
+        )
         .await?;
     Ok(proto::CreateConsumerGroupResponse {
         group: Some(convert::consumer_group_details(&created)),
@@ -62,9 +62,9 @@ pub async fn delete(
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
     let group = validate::resource_id("group", request.group.as_ref())?;
-    pool.call(move |client| async move {
-        client.delete_consumer_group(&stream, &topic, &group).await
-    })
+    pool.call(
+        move |client| async move { client.delete_consumer_group(&stream, &topic, &group).await },
+    )
     .await?;
     Ok(proto::DeleteConsumerGroupResponse {})
 }

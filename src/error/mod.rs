@@ -156,7 +156,10 @@ mod tests {
         let details = status.get_error_details();
         let info = details.error_info().expect("error info");
         assert_eq!(info.reason, "STREAM_NAME_NOT_FOUND");
-        assert_eq!(info.metadata.get("iggy_code").map(String::as_str), Some("1010"));
+        assert_eq!(
+            info.metadata.get("iggy_code").map(String::as_str),
+            Some("1010")
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ mod tests {
         let delays: Vec<_> = (0..8).map(|_| backoff.next_delay()).collect();
         assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
-        assert!(delays[7] >= Duration::from_millis(500), "reaches the cap: {delays:?}");
+        assert!(
+            delays[7] >= Duration::from_millis(500),
+            "reaches the cap: {delays:?}"
+        );
     }
 
     #[test]

@@ -13,8 +13,7 @@ use nix::{
     unistd::Pid,
 };
 use std::{
-    env,
-    io,
+    env, io,
     net::{Ipv4Addr, SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::Stdio,
@@ -191,7 +190,11 @@ impl EmbeddedIggy {
     /// supervisor then restarts it. For fault tests.
     pub fn kill(&self) -> io::Result<()> {
         self.shared.ready.send_replace(false);
-        let pid = *self.shared.pid.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = *self
+            .shared
+            .pid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match pid {
             Some(pid) => signal(pid, Signal::SIGKILL),
             None => Ok(()),

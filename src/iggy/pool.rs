@@ -257,12 +257,12 @@ impl Shared {
             while index < idle.len() {
                 // Take the permit with the connection; one a waiting checkout
                 // already holds is left, and that checkout finds it stale.
-                if idle[index].generation <= current && self.available.try_acquire().is_ok_and(
-                    |permit| {
+                if idle[index].generation <= current
+                    && self.available.try_acquire().is_ok_and(|permit| {
                         permit.forget();
                         true
-                    },
-                ) {
+                    })
+                {
                     idle.swap_remove(index);
                     retired += 1;
                 } else {
@@ -381,7 +381,11 @@ async fn reconnect(pool: Weak<Shared>) {
             }
             Err(error) => {
                 let delay = backoff.next_delay();
-                debug!(server = target.server_address(), %error, ?delay, "Iggy connect failed");
+                if attempts == 1 {
+                    warn!(server = target.server_address(), %error, "cannot reach Iggy; retrying with backoff");
+                } else {
+                    debug!(server = target.server_address(), %error, ?delay, "Iggy connect failed");
+                }
                 tokio::time::sleep(delay).await;
             }
         }
@@ -423,8 +427,11 @@ async fn probe(pool: Weak<Shared>) {
             broken: false,
         };
         drop(shared);
-        let Some(client) = lease.client() else { continue };
-        let pinged = tokio::time::timeout(interval.max(Duration::from_secs(1)), client.ping()).await;
+        let Some(client) = lease.client() else {
+            continue;
+        };
+        let pinged =
+            tokio::time::timeout(interval.max(Duration::from_secs(1)), client.ping()).await;
         match pinged {
             Ok(Ok(())) => {}
             Ok(Err(error)) if !is_connection_lost(&error) => {}

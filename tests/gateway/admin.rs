@@ -12,14 +12,26 @@ use tonic::Code;
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
-        ("admin::stream_lifecycle", |env| Box::pin(stream_lifecycle(env))),
+        ("admin::stream_lifecycle", |env| {
+            Box::pin(stream_lifecycle(env))
+        }),
         ("admin::stream_errors", |env| Box::pin(stream_errors(env))),
-        ("admin::topic_lifecycle", |env| Box::pin(topic_lifecycle(env))),
+        ("admin::topic_lifecycle", |env| {
+            Box::pin(topic_lifecycle(env))
+        }),
         ("admin::topic_errors", |env| Box::pin(topic_errors(env))),
-        ("admin::partitions_add_and_remove", |env| Box::pin(partitions(env))),
-        ("admin::consumer_group_lifecycle", |env| Box::pin(consumer_groups(env))),
-        ("admin::consumer_offsets", |env| Box::pin(consumer_offsets(env))),
-        ("admin::stats_are_cached_and_ping_answers", |env| Box::pin(stats_and_ping(env))),
+        ("admin::partitions_add_and_remove", |env| {
+            Box::pin(partitions(env))
+        }),
+        ("admin::consumer_group_lifecycle", |env| {
+            Box::pin(consumer_groups(env))
+        }),
+        ("admin::consumer_offsets", |env| {
+            Box::pin(consumer_offsets(env))
+        }),
+        ("admin::stats_are_cached_and_ping_answers", |env| {
+            Box::pin(stats_and_ping(env))
+        }),
     ]
 }
 
@@ -41,13 +53,18 @@ fn named_consumer(name: &str) -> Option<proto::Consumer> {
     })
 }
 
-async fn create_stream_and_topic(env: &Env, partitions: u32) -> (String, String, crate::support::TestGateway) {
+async fn create_stream_and_topic(
+    env: &Env,
+    partitions: u32,
+) -> (String, String, crate::support::TestGateway) {
     let gateway = env.gateway().await;
     let stream = env.unique("stream");
     let topic = env.unique("topic");
     let mut admin = gateway.admin();
     admin
-        .create_stream(proto::CreateStreamRequest { name: stream.clone() })
+        .create_stream(proto::CreateStreamRequest {
+            name: stream.clone(),
+        })
         .await
         .expect("create stream");
     admin
@@ -77,7 +94,9 @@ async fn stream_lifecycle(env: Env) {
     assert_eq!(created.name, name);
 
     let by_id_details = admin
-        .get_stream(proto::GetStreamRequest { stream: by_id(created.id) })
+        .get_stream(proto::GetStreamRequest {
+            stream: by_id(created.id),
+        })
         .await
         .expect("get by id")
         .into_inner()
@@ -102,29 +121,49 @@ async fn stream_lifecycle(env: Env) {
         .await
         .expect("rename");
     let after_rename = admin
-        .get_stream(proto::GetStreamRequest { stream: by_name(&renamed) })
+        .get_stream(proto::GetStreamRequest {
+            stream: by_name(&renamed),
+        })
         .await
         .expect("get renamed")
         .into_inner();
-    assert_eq!(after_rename.stream.and_then(|s| s.stream).map(|s| s.id), Some(created.id));
+    assert_eq!(
+        after_rename.stream.and_then(|s| s.stream).map(|s| s.id),
+        Some(created.id)
+    );
     expect_code(
-        admin.get_stream(proto::GetStreamRequest { stream: by_name(&name) }).await,
+        admin
+            .get_stream(proto::GetStreamRequest {
+                stream: by_name(&name),
+            })
+            .await,
         Code::NotFound,
     );
 
     admin
-        .purge_stream(proto::PurgeStreamRequest { stream: by_name(&renamed) })
+        .purge_stream(proto::PurgeStreamRequest {
+            stream: by_name(&renamed),
+        })
         .await
         .expect("purge");
     admin
-        .delete_stream(proto::DeleteStreamRequest { stream: by_name(&renamed) })
+        .delete_stream(proto::DeleteStreamRequest {
+            stream: by_name(&renamed),
+        })
         .await
         .expect("delete");
     let status = expect_code(
-        admin.get_stream(proto::GetStreamRequest { stream: by_name(&renamed) }).await,
+        admin
+            .get_stream(proto::GetStreamRequest {
+                stream: by_name(&renamed),
+            })
+            .await,
         Code::NotFound,
     );
-    assert_eq!(error_reason(&status).as_deref(), Some("STREAM_NAME_NOT_FOUND"));
+    assert_eq!(
+        error_reason(&status).as_deref(),
+        Some("STREAM_NAME_NOT_FOUND")
+    );
     gateway.stop().await.expect("clean stop");
 }
 
@@ -138,14 +177,21 @@ async fn stream_errors(env: Env) {
         .expect("create");
 
     let duplicate = expect_code(
-        admin.create_stream(proto::CreateStreamRequest { name: name.clone() }).await,
+        admin
+            .create_stream(proto::CreateStreamRequest { name: name.clone() })
+            .await,
         Code::AlreadyExists,
     );
-    assert_eq!(error_reason(&duplicate).as_deref(), Some("STREAM_NAME_ALREADY_EXISTS"));
+    assert_eq!(
+        error_reason(&duplicate).as_deref(),
+        Some("STREAM_NAME_ALREADY_EXISTS")
+    );
 
     for bad in ["", "bad;name", &"x".repeat(256)] {
         let status = expect_code(
-            admin.create_stream(proto::CreateStreamRequest { name: bad.into() }).await,
+            admin
+                .create_stream(proto::CreateStreamRequest { name: bad.into() })
+                .await,
             Code::InvalidArgument,
         );
         assert_eq!(bad_request_field(&status).as_deref(), Some("name"));
@@ -156,27 +202,47 @@ async fn stream_errors(env: Env) {
         .expect("list")
         .into_inner()
         .streams;
-    assert!(!listed.iter().any(|stream| stream.name == "bad;name"), "nothing created");
+    assert!(
+        !listed.iter().any(|stream| stream.name == "bad;name"),
+        "nothing created"
+    );
 
     let missing = expect_code(
-        admin.get_stream(proto::GetStreamRequest { stream: by_id(4_000_000_000) }).await,
+        admin
+            .get_stream(proto::GetStreamRequest {
+                stream: by_id(4_000_000_000),
+            })
+            .await,
         Code::NotFound,
     );
     assert!(error_reason(&missing).is_some());
     expect_code(
-        admin.delete_stream(proto::DeleteStreamRequest { stream: by_name(&env.unique("missing")) }).await,
+        admin
+            .delete_stream(proto::DeleteStreamRequest {
+                stream: by_name(&env.unique("missing")),
+            })
+            .await,
         Code::NotFound,
     );
     let unset = expect_code(
-        admin.get_stream(proto::GetStreamRequest { stream: None }).await,
+        admin
+            .get_stream(proto::GetStreamRequest { stream: None })
+            .await,
         Code::InvalidArgument,
     );
     assert_eq!(bad_request_field(&unset).as_deref(), Some("stream"));
     let bad_lookup = expect_code(
-        admin.get_stream(proto::GetStreamRequest { stream: by_name("no spaces at end ") }).await,
+        admin
+            .get_stream(proto::GetStreamRequest {
+                stream: by_name("no spaces at end "),
+            })
+            .await,
         Code::InvalidArgument,
     );
-    assert_eq!(bad_request_field(&bad_lookup).as_deref(), Some("stream.name"));
+    assert_eq!(
+        bad_request_field(&bad_lookup).as_deref(),
+        Some("stream.name")
+    );
 }
 
 async fn topic_lifecycle(env: Env) {
@@ -185,11 +251,16 @@ async fn topic_lifecycle(env: Env) {
     let stream = env.unique("stream");
     let topic = env.unique("topic");
     admin
-        .create_stream(proto::CreateStreamRequest { name: stream.clone() })
+        .create_stream(proto::CreateStreamRequest {
+            name: stream.clone(),
+        })
         .await
         .expect("create stream");
 
-    let hour = prost_types::Duration { seconds: 3600, nanos: 0 };
+    let hour = prost_types::Duration {
+        seconds: 3600,
+        nanos: 0,
+    };
     let created = admin
         .create_topic(proto::CreateTopicRequest {
             stream: by_name(&stream),
@@ -237,12 +308,17 @@ async fn topic_lifecycle(env: Env) {
     assert_eq!(fetched.name, topic);
 
     let listed = admin
-        .list_topics(proto::ListTopicsRequest { stream: by_name(&stream) })
+        .list_topics(proto::ListTopicsRequest {
+            stream: by_name(&stream),
+        })
         .await
         .expect("list")
         .into_inner()
         .topics;
-    assert_eq!(listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec![topic.as_str()]);
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        vec![topic.as_str()]
+    );
 
     // Update only the expiry: the name is kept.
     admin
@@ -257,14 +333,20 @@ async fn topic_lifecycle(env: Env) {
         .await
         .expect("update expiry");
     let updated = admin
-        .get_topic(proto::GetTopicRequest { stream: by_name(&stream), topic: by_name(&topic) })
+        .get_topic(proto::GetTopicRequest {
+            stream: by_name(&stream),
+            topic: by_name(&topic),
+        })
         .await
         .expect("get updated")
         .into_inner()
         .topic
         .and_then(|t| t.topic)
         .expect("topic");
-    assert_eq!(updated.message_expiry.and_then(|e| e.kind), Some(message_expiry::Kind::Never(())));
+    assert_eq!(
+        updated.message_expiry.and_then(|e| e.kind),
+        Some(message_expiry::Kind::Never(()))
+    );
     assert_eq!(updated.compression, Compression::Gzip as i32, "unchanged");
 
     let renamed = env.unique("renamed");
@@ -279,17 +361,22 @@ async fn topic_lifecycle(env: Env) {
         .expect("rename");
     expect_code(
         admin
-            .get_topic(proto::GetTopicRequest { stream: by_name(&stream), topic: by_name(&topic) })
+            .get_topic(proto::GetTopicRequest {
+                stream: by_name(&stream),
+                topic: by_name(&topic),
+            })
             .await,
         Code::NotFound,
     );
 
     // Messages written directly with the SDK are gone after a purge.
     let iggy = sdk_client(&env.iggy.connection_string).await;
-    let mut messages = vec![IggyMessage::builder()
-        .payload(Bytes::from_static(b"hello"))
-        .build()
-        .expect("message")];
+    let mut messages = vec![
+        IggyMessage::builder()
+            .payload(Bytes::from_static(b"hello"))
+            .build()
+            .expect("message"),
+    ];
     iggy.send_messages(
         &stream.as_str().try_into().expect("id"),
         &renamed.as_str().try_into().expect("id"),
@@ -301,17 +388,28 @@ async fn topic_lifecycle(env: Env) {
     let before = topic_messages(&mut gateway.admin(), &stream, &renamed).await;
     assert_eq!(before, 1);
     admin
-        .purge_topic(proto::PurgeTopicRequest { stream: by_name(&stream), topic: by_name(&renamed) })
+        .purge_topic(proto::PurgeTopicRequest {
+            stream: by_name(&stream),
+            topic: by_name(&renamed),
+        })
         .await
         .expect("purge");
-    assert_eq!(topic_messages(&mut gateway.admin(), &stream, &renamed).await, 0);
+    assert_eq!(
+        topic_messages(&mut gateway.admin(), &stream, &renamed).await,
+        0
+    );
 
     admin
-        .delete_topic(proto::DeleteTopicRequest { stream: by_name(&stream), topic: by_name(&renamed) })
+        .delete_topic(proto::DeleteTopicRequest {
+            stream: by_name(&stream),
+            topic: by_name(&renamed),
+        })
         .await
         .expect("delete");
     let listed = admin
-        .list_topics(proto::ListTopicsRequest { stream: by_name(&stream) })
+        .list_topics(proto::ListTopicsRequest {
+            stream: by_name(&stream),
+        })
         .await
         .expect("list")
         .into_inner()
@@ -325,7 +423,10 @@ async fn topic_messages(
     topic: &str,
 ) -> u64 {
     admin
-        .get_topic(proto::GetTopicRequest { stream: by_name(stream), topic: by_name(topic) })
+        .get_topic(proto::GetTopicRequest {
+            stream: by_name(stream),
+            topic: by_name(topic),
+        })
         .await
         .expect("get topic")
         .into_inner()
@@ -350,7 +451,10 @@ async fn topic_errors(env: Env) {
             .await,
         Code::AlreadyExists,
     );
-    assert_eq!(error_reason(&duplicate).as_deref(), Some("TOPIC_NAME_ALREADY_EXISTS"));
+    assert_eq!(
+        error_reason(&duplicate).as_deref(),
+        Some("TOPIC_NAME_ALREADY_EXISTS")
+    );
 
     for count in [0, 1001] {
         let status = expect_code(
@@ -364,7 +468,10 @@ async fn topic_errors(env: Env) {
                 .await,
             Code::InvalidArgument,
         );
-        assert_eq!(bad_request_field(&status).as_deref(), Some("partitions_count"));
+        assert_eq!(
+            bad_request_field(&status).as_deref(),
+            Some("partitions_count")
+        );
     }
     let bad_name = expect_code(
         admin
@@ -392,8 +499,15 @@ async fn topic_errors(env: Env) {
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(error_reason(&too_small).as_deref(), Some("INVALID_TOPIC_SIZE"));
-    assert!(too_small.message().contains("segment size"), "{}", too_small.message());
+    assert_eq!(
+        error_reason(&too_small).as_deref(),
+        Some("INVALID_TOPIC_SIZE")
+    );
+    assert!(
+        too_small.message().contains("segment size"),
+        "{}",
+        too_small.message()
+    );
     let bad_expiry = expect_code(
         admin
             .create_topic(proto::CreateTopicRequest {
@@ -411,7 +525,10 @@ async fn topic_errors(env: Env) {
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(bad_request_field(&bad_expiry).as_deref(), Some("message_expiry.after"));
+    assert_eq!(
+        bad_request_field(&bad_expiry).as_deref(),
+        Some("message_expiry.after")
+    );
 
     expect_code(
         admin
@@ -434,7 +551,9 @@ async fn topic_errors(env: Env) {
         Code::NotFound,
     );
     let listed = admin
-        .list_topics(proto::ListTopicsRequest { stream: by_name(&stream) })
+        .list_topics(proto::ListTopicsRequest {
+            stream: by_name(&stream),
+        })
         .await
         .expect("list")
         .into_inner()
@@ -454,13 +573,19 @@ async fn partitions(env: Env) {
         .await
         .expect("add partitions");
     let details = admin
-        .get_topic(proto::GetTopicRequest { stream: by_name(&stream), topic: by_name(&topic) })
+        .get_topic(proto::GetTopicRequest {
+            stream: by_name(&stream),
+            topic: by_name(&topic),
+        })
         .await
         .expect("get")
         .into_inner()
         .topic
         .expect("details");
-    assert_eq!(details.partitions.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        details.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
 
     admin
         .delete_partitions(proto::DeletePartitionsRequest {
@@ -471,7 +596,10 @@ async fn partitions(env: Env) {
         .await
         .expect("remove partitions");
     let details = admin
-        .get_topic(proto::GetTopicRequest { stream: by_name(&stream), topic: by_name(&topic) })
+        .get_topic(proto::GetTopicRequest {
+            stream: by_name(&stream),
+            topic: by_name(&topic),
+        })
         .await
         .expect("get")
         .into_inner()
@@ -489,7 +617,10 @@ async fn partitions(env: Env) {
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(bad_request_field(&status).as_deref(), Some("partitions_count"));
+    assert_eq!(
+        bad_request_field(&status).as_deref(),
+        Some("partitions_count")
+    );
     expect_code(
         admin
             .create_partitions(proto::CreatePartitionsRequest {
@@ -544,7 +675,10 @@ async fn consumer_groups(env: Env) {
         .expect("list")
         .into_inner()
         .groups;
-    assert_eq!(listed.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), vec![group.as_str()]);
+    assert_eq!(
+        listed.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        vec![group.as_str()]
+    );
 
     let duplicate = expect_code(
         admin
@@ -556,7 +690,10 @@ async fn consumer_groups(env: Env) {
             .await,
         Code::AlreadyExists,
     );
-    assert_eq!(error_reason(&duplicate).as_deref(), Some("CONSUMER_GROUP_NAME_ALREADY_EXISTS"));
+    assert_eq!(
+        error_reason(&duplicate).as_deref(),
+        Some("CONSUMER_GROUP_NAME_ALREADY_EXISTS")
+    );
 
     admin
         .delete_consumer_group(proto::DeleteConsumerGroupRequest {
@@ -645,7 +782,14 @@ async fn consumer_offsets(env: Env) {
         .into_inner()
         .offset
         .expect("stored offset");
-    assert_eq!((stored.partition_id, stored.stored_offset, stored.current_offset), (0, 3, 4));
+    assert_eq!(
+        (
+            stored.partition_id,
+            stored.stored_offset,
+            stored.current_offset
+        ),
+        (0, 3, 4)
+    );
 
     admin
         .delete_consumer_offset(proto::DeleteConsumerOffsetRequest {
@@ -680,7 +824,10 @@ async fn consumer_offsets(env: Env) {
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(bad_request_field(&missing_partition).as_deref(), Some("partition_id"));
+    assert_eq!(
+        bad_request_field(&missing_partition).as_deref(),
+        Some("partition_id")
+    );
     let no_consumer = expect_code(
         admin
             .get_consumer_offset(proto::GetConsumerOffsetRequest {
@@ -699,7 +846,9 @@ async fn stats_and_ping(env: Env) {
     let gateway = env.gateway().await;
     let mut admin = gateway.admin();
     admin
-        .create_stream(proto::CreateStreamRequest { name: env.unique("stream") })
+        .create_stream(proto::CreateStreamRequest {
+            name: env.unique("stream"),
+        })
         .await
         .expect("create");
     let first = admin
@@ -715,7 +864,10 @@ async fn stats_and_ping(env: Env) {
         .await
         .expect("stats again")
         .into_inner();
-    assert_eq!(second.fetched_at, first.fetched_at, "served from the cache within the TTL");
+    assert_eq!(
+        second.fetched_at, first.fetched_at,
+        "served from the cache within the TTL"
+    );
 
     let latency = admin
         .ping(proto::PingRequest {})

@@ -7,10 +7,16 @@ const BINARY: &str = env!("CARGO_BIN_EXE_iggy-grpc");
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test("cli::bad_listen_address_exits_78_with_one_line", bad_listen_address),
+        Trial::test(
+            "cli::bad_listen_address_exits_78_with_one_line",
+            bad_listen_address,
+        ),
         Trial::test("cli::bad_connection_string_exits_78", bad_connection_string),
         Trial::test("cli::listen_address_in_use_exits_69", address_in_use),
-        Trial::test("cli::embedded_without_binary_names_the_variable", embedded_without_binary),
+        Trial::test(
+            "cli::embedded_without_binary_names_the_variable",
+            embedded_without_binary,
+        ),
         Trial::test("cli::help_documents_every_flag", help_documents_flags),
     ]
 }
@@ -39,7 +45,12 @@ fn bad_listen_address() -> Result<(), Failed> {
 
 fn bad_connection_string() -> Result<(), Failed> {
     let output = run(
-        &["--listen", "127.0.0.1:0", "--iggy-url", "iggy://nocredentials:8090"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--iggy-url",
+            "iggy://nocredentials:8090",
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(78));

@@ -11,9 +11,16 @@ use tonic_types::StatusExt;
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
-        ("health::gateway_without_iggy_answers_unavailable", |env| Box::pin(without_iggy(env))),
-        ("health::follows_iggy_through_a_crash_and_restart", |env| Box::pin(crash_and_restart(env))),
-        ("health::shutdown_turns_not_serving_and_serve_returns", |env| Box::pin(shutdown(env))),
+        ("health::gateway_without_iggy_answers_unavailable", |env| {
+            Box::pin(without_iggy(env))
+        }),
+        ("health::follows_iggy_through_a_crash_and_restart", |env| {
+            Box::pin(crash_and_restart(env))
+        }),
+        (
+            "health::shutdown_turns_not_serving_and_serve_returns",
+            |env| Box::pin(shutdown(env)),
+        ),
     ]
 }
 
@@ -29,7 +36,10 @@ async fn without_iggy(_env: Env) {
     let gateway = TestGateway::start(&format!("iggy://iggy:iggy@{}", closed_port())).await;
     assert_eq!(gateway.health_status("").await, ServingStatus::NotServing);
     for service in SERVICES {
-        assert_eq!(gateway.health_status(service).await, ServingStatus::NotServing);
+        assert_eq!(
+            gateway.health_status(service).await,
+            ServingStatus::NotServing
+        );
     }
     let answered = tokio::time::timeout(
         Duration::from_secs(10),
@@ -39,7 +49,10 @@ async fn without_iggy(_env: Env) {
     .expect("answers instead of hanging");
     let status = expect_code(answered, Code::Unavailable);
     assert_eq!(error_reason(&status).as_deref(), Some("IGGY_UNAVAILABLE"));
-    assert!(status.get_error_details().retry_info().is_some(), "says when to retry");
+    assert!(
+        status.get_error_details().retry_info().is_some(),
+        "says when to retry"
+    );
     gateway.stop().await.expect("stops cleanly without Iggy");
 }
 
@@ -54,18 +67,30 @@ async fn crash_and_restart(env: Env) {
     let mut admin = gateway.admin();
     let stream = env.unique("stream");
     admin
-        .create_stream(proto::CreateStreamRequest { name: stream.clone() })
+        .create_stream(proto::CreateStreamRequest {
+            name: stream.clone(),
+        })
         .await
         .expect("create before the crash");
-    let stats = admin.get_stats(proto::GetStatsRequest {}).await.expect("stats").into_inner();
+    let stats = admin
+        .get_stats(proto::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
     assert!(!stats.stale);
 
     iggy.kill().expect("kill iggy-server");
     gateway.wait_for_health("", ServingStatus::NotServing).await;
     for service in SERVICES {
-        assert_eq!(gateway.health_status(service).await, ServingStatus::NotServing);
+        assert_eq!(
+            gateway.health_status(service).await,
+            ServingStatus::NotServing
+        );
     }
-    expect_code(admin.list_streams(proto::ListStreamsRequest {}).await, Code::Unavailable);
+    expect_code(
+        admin.list_streams(proto::ListStreamsRequest {}).await,
+        Code::Unavailable,
+    );
     let cached = admin
         .get_stats(proto::GetStatsRequest {})
         .await
@@ -83,9 +108,14 @@ async fn crash_and_restart(env: Env) {
         .expect("list after recovery")
         .into_inner()
         .streams;
-    assert!(streams.iter().any(|s| s.name == stream), "data survived the crash");
+    assert!(
+        streams.iter().any(|s| s.name == stream),
+        "data survived the crash"
+    );
     admin
-        .create_stream(proto::CreateStreamRequest { name: env.unique("after") })
+        .create_stream(proto::CreateStreamRequest {
+            name: env.unique("after"),
+        })
         .await
         .expect("create after recovery");
 
@@ -97,7 +127,9 @@ async fn shutdown(env: Env) {
     let mut gateway = env.gateway().await;
     let mut watch = gateway
         .health()
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -105,8 +137,15 @@ async fn shutdown(env: Env) {
     assert_eq!(first.status(), ServingStatus::Serving);
 
     gateway.begin_shutdown();
-    let next = watch.next().await.expect("update on shutdown").expect("status");
+    let next = watch
+        .next()
+        .await
+        .expect("update on shutdown")
+        .expect("status");
     assert_eq!(next.status(), ServingStatus::NotServing);
     drop(watch);
-    gateway.stop().await.expect("serve returns Ok after a graceful shutdown");
+    gateway
+        .stop()
+        .await
+        .expect("serve returns Ok after a graceful shutdown");
 }

@@ -62,8 +62,11 @@ fn main() -> ExitCode {
     }
 
     let conclusion = libtest_mimic::run(&args, trials);
-    if let Some(iggy) = iggy.and_then(|iggy| Arc::into_inner(iggy)) {
-        runtime.block_on(iggy.stop());
+    if let Some(iggy) = iggy {
+        match Arc::into_inner(iggy) {
+            Some(iggy) => runtime.block_on(iggy.stop()),
+            None => eprintln!("warning: the shared iggy-server is still referenced; not stopped"),
+        }
     }
     conclusion.exit_code()
 }

@@ -9,8 +9,12 @@ use tonic_reflection::pb::{v1, v1alpha};
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
-        ("reflection::v1_lists_and_describes_the_services", |env| Box::pin(reflection_v1(env))),
-        ("reflection::v1alpha_lists_the_services", |env| Box::pin(reflection_v1alpha(env))),
+        ("reflection::v1_lists_and_describes_the_services", |env| {
+            Box::pin(reflection_v1(env))
+        }),
+        ("reflection::v1alpha_lists_the_services", |env| {
+            Box::pin(reflection_v1alpha(env))
+        }),
     ]
 }
 
@@ -24,8 +28,7 @@ const EXPECTED: [&str; 5] = [
 
 async fn reflection_v1(env: Env) {
     let gateway = env.gateway().await;
-    let mut client =
-        v1::server_reflection_client::ServerReflectionClient::new(gateway.channel());
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(gateway.channel());
     let requests = tokio_stream::iter([
         v1::ServerReflectionRequest {
             host: String::new(),
@@ -56,7 +59,10 @@ async fn reflection_v1(env: Env) {
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for service in EXPECTED {
-        assert!(names.iter().any(|name| name == service), "{service} missing from {names:?}");
+        assert!(
+            names.iter().any(|name| name == service),
+            "{service} missing from {names:?}"
+        );
     }
 
     let described = responses.next().await.expect("file answer").expect("ok");
@@ -77,12 +83,18 @@ async fn reflection_v1(env: Env) {
         .expect("MessagingService descriptor");
     let methods: Vec<&str> = messaging.method.iter().map(|m| m.name()).collect();
     for method in ["Publish", "PublishBatch", "Subscribe", "Poll", "Ack"] {
-        assert!(methods.contains(&method), "{method} missing from {methods:?}");
+        assert!(
+            methods.contains(&method),
+            "{method} missing from {methods:?}"
+        );
     }
 
     // Not built yet: a clear UNIMPLEMENTED, not a hang or a crash.
     expect_code(
-        gateway.messaging().publish(proto::PublishRequest::default()).await,
+        gateway
+            .messaging()
+            .publish(proto::PublishRequest::default())
+            .await,
         Code::Unimplemented,
     );
 }
@@ -110,6 +122,9 @@ async fn reflection_v1alpha(env: Env) {
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for service in EXPECTED {
-        assert!(names.iter().any(|name| name == service), "{service} missing from {names:?}");
+        assert!(
+            names.iter().any(|name| name == service),
+            "{service} missing from {names:?}"
+        );
     }
 }

@@ -3,11 +3,10 @@
 use iggy_grpc::{
     Config, ServeError,
     proto::{
-        admin_service_client::AdminServiceClient,
-        messaging_service_client::MessagingServiceClient,
+        admin_service_client::AdminServiceClient, messaging_service_client::MessagingServiceClient,
     },
 };
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
