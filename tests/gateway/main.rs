@@ -7,7 +7,9 @@
 
 mod admin;
 mod cli;
+mod embedded;
 mod health;
+mod pool;
 mod reflection;
 mod support;
 
@@ -20,6 +22,8 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     let mut tests = Vec::new();
     tests.extend(admin::tests());
     tests.extend(health::tests());
+    tests.extend(pool::tests());
+    tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests
 }
