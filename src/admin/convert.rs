@@ -37,27 +37,45 @@ pub fn system_time(value: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(value)
 }
 
+/// The proto form of Iggy's `Stream` and `StreamDetails`, which share these
+/// fields but are distinct types.
+macro_rules! stream_proto {
+    ($value:expr) => {
+        proto::Stream {
+            id: $value.id,
+            name: $value.name.clone(),
+            created_at: iggy_timestamp($value.created_at),
+            size_bytes: $value.size.as_bytes_u64(),
+            messages_count: $value.messages_count,
+            topics_count: $value.topics_count,
+        }
+    };
+}
+
+/// The proto form of Iggy's `Topic` and `TopicDetails` (same fields, two types).
+macro_rules! topic_proto {
+    ($value:expr) => {
+        proto::Topic {
+            id: $value.id,
+            name: $value.name.clone(),
+            created_at: iggy_timestamp($value.created_at),
+            size_bytes: $value.size.as_bytes_u64(),
+            messages_count: $value.messages_count,
+            partitions_count: $value.partitions_count,
+            compression: compression_to_proto($value.compression_algorithm),
+            message_expiry: Some(expiry_to_proto($value.message_expiry)),
+            max_topic_size: Some(max_size_to_proto($value.max_topic_size)),
+        }
+    };
+}
+
 pub fn stream(value: &Stream) -> proto::Stream {
-    proto::Stream {
-        id: value.id,
-        name: value.name.clone(),
-        created_at: iggy_timestamp(value.created_at),
-        size_bytes: value.size.as_bytes_u64(),
-        messages_count: value.messages_count,
-        topics_count: value.topics_count,
-    }
+    stream_proto!(value)
 }
 
 pub fn stream_details(value: &StreamDetails) -> proto::StreamDetails {
     proto::StreamDetails {
-        stream: Some(proto::Stream {
-            id: value.id,
-            name: value.name.clone(),
-            created_at: iggy_timestamp(value.created_at),
-            size_bytes: value.size.as_bytes_u64(),
-            messages_count: value.messages_count,
-            topics_count: value.topics_count,
-        }),
+        stream: Some(stream_proto!(value)),
         topics: value.topics.iter().map(topic).collect(),
     }
 }
@@ -90,17 +108,7 @@ fn max_size_to_proto(value: MaxTopicSize) -> proto::MaxTopicSize {
 }
 
 pub fn topic(value: &Topic) -> proto::Topic {
-    proto::Topic {
-        id: value.id,
-        name: value.name.clone(),
-        created_at: iggy_timestamp(value.created_at),
-        size_bytes: value.size.as_bytes_u64(),
-        messages_count: value.messages_count,
-        partitions_count: value.partitions_count,
-        compression: compression_to_proto(value.compression_algorithm),
-        message_expiry: Some(expiry_to_proto(value.message_expiry)),
-        max_topic_size: Some(max_size_to_proto(value.max_topic_size)),
-    }
+    topic_proto!(value)
 }
 
 fn partition(value: &Partition) -> proto::Partition {
@@ -116,17 +124,7 @@ fn partition(value: &Partition) -> proto::Partition {
 
 pub fn topic_details(value: &TopicDetails) -> proto::TopicDetails {
     proto::TopicDetails {
-        topic: Some(proto::Topic {
-            id: value.id,
-            name: value.name.clone(),
-            created_at: iggy_timestamp(value.created_at),
-            size_bytes: value.size.as_bytes_u64(),
-            messages_count: value.messages_count,
-            partitions_count: value.partitions_count,
-            compression: compression_to_proto(value.compression_algorithm),
-            message_expiry: Some(expiry_to_proto(value.message_expiry)),
-            max_topic_size: Some(max_size_to_proto(value.max_topic_size)),
-        }),
+        topic: Some(topic_proto!(value)),
         partitions: value.partitions.iter().map(partition).collect(),
     }
 }
@@ -187,6 +185,28 @@ pub fn stats(value: &Stats, fetched_at: SystemTime) -> proto::GetStatsResponse {
         hostname: value.hostname.clone(),
         fetched_at: Some(system_time(fetched_at)),
         stale: false,
+    }
+}
+
+/// The optional topic settings a create or update request carries.
+pub struct TopicSettings {
+    pub compression: Option<CompressionAlgorithm>,
+    pub message_expiry: Option<IggyExpiry>,
+    pub max_topic_size: Option<MaxTopicSize>,
+}
+
+impl TopicSettings {
+    /// Validates the three settings fields of a request.
+    pub fn parse(
+        compression: i32,
+        message_expiry: Option<&proto::MessageExpiry>,
+        max_topic_size: Option<&proto::MaxTopicSize>,
+    ) -> Result<Self, GatewayError> {
+        Ok(Self {
+            compression: compression_from_proto("compression", compression)?,
+            message_expiry: expiry_from_proto("message_expiry", message_expiry)?,
+            max_topic_size: max_size_from_proto("max_topic_size", max_topic_size)?,
+        })
     }
 }
 

@@ -1,7 +1,10 @@
 //! Topic administration: create (partitions, expiry, size limit,
 //! compression), get, list, update, delete, purge.
 
-use super::{convert, not_found};
+use super::{
+    convert::{self, TopicSettings},
+    not_found,
+};
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::{IggyError, TopicClient, TopicCreateOptions, TopicUpdateOptions};
 
@@ -11,20 +14,18 @@ pub async fn create(
 ) -> Result<proto::CreateTopicResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let name = validate::name("name", &request.name)?.to_owned();
+    let partitions_count =
+        validate::partitions_count("partitions_count", request.partitions_count)?;
+    let settings = TopicSettings::parse(
+        request.compression,
+        request.message_expiry.as_ref(),
+        request.max_topic_size.as_ref(),
+    )?;
     let options = TopicCreateOptions {
-        partitions_count: Some(validate::partitions_count(
-            "partitions_count",
-            request.partitions_count,
-        )?),
-        compression_algorithm: convert::compression_from_proto("compression", request.compression)?,
-        message_expiry: convert::expiry_from_proto(
-            "message_expiry",
-            request.message_expiry.as_ref(),
-        )?,
-        max_topic_size: convert::max_size_from_proto(
-            "max_topic_size",
-            request.max_topic_size.as_ref(),
-        )?,
+        partitions_count: Some(partitions_count),
+        compression_algorithm: settings.compression,
+        message_expiry: settings.message_expiry,
+        max_topic_size: settings.max_topic_size,
         ..TopicCreateOptions::default()
     };
     let created = pool
@@ -75,16 +76,15 @@ pub async fn update(
     } else {
         Some(validate::name("name", &request.name)?.to_owned())
     };
+    let settings = TopicSettings::parse(
+        request.compression,
+        request.message_expiry.as_ref(),
+        request.max_topic_size.as_ref(),
+    )?;
     let options = TopicUpdateOptions {
-        compression_algorithm: convert::compression_from_proto("compression", request.compression)?,
-        message_expiry: convert::expiry_from_proto(
-            "message_expiry",
-            request.message_expiry.as_ref(),
-        )?,
-        max_topic_size: convert::max_size_from_proto(
-            "max_topic_size",
-            request.max_topic_size.as_ref(),
-        )?,
+        compression_algorithm: settings.compression,
+        message_expiry: settings.message_expiry,
+        max_topic_size: settings.max_topic_size,
         ..TopicUpdateOptions::default()
     };
     pool.call(move |client| async move {

@@ -417,11 +417,7 @@ async fn topic_lifecycle(env: Env) {
     assert!(listed.is_empty());
 }
 
-async fn topic_messages(
-    admin: &mut proto::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
-    stream: &str,
-    topic: &str,
-) -> u64 {
+async fn topic_messages(admin: &mut Admin, stream: &str, topic: &str) -> u64 {
     admin
         .get_topic(proto::GetTopicRequest {
             stream: by_name(stream),
@@ -726,6 +722,27 @@ async fn consumer_groups(env: Env) {
     assert_eq!(bad_request_field(&bad).as_deref(), Some("name"));
 }
 
+type Admin = proto::admin_service_client::AdminServiceClient<tonic::transport::Channel>;
+
+async fn stored_offset(
+    admin: &mut Admin,
+    stream: &str,
+    topic: &str,
+    reader: &str,
+) -> Option<proto::ConsumerOffset> {
+    admin
+        .get_consumer_offset(proto::GetConsumerOffsetRequest {
+            stream: by_name(stream),
+            topic: by_name(topic),
+            consumer: named_consumer(reader),
+            partition_id: Some(0),
+        })
+        .await
+        .expect("get consumer offset")
+        .into_inner()
+        .offset
+}
+
 async fn consumer_offsets(env: Env) {
     let (stream, topic, gateway) = create_stream_and_topic(&env, 1).await;
     let mut admin = gateway.admin();
@@ -748,17 +765,10 @@ async fn consumer_offsets(env: Env) {
     .expect("send directly");
 
     let reader = env.unique("reader");
-    let none_yet = admin
-        .get_consumer_offset(proto::GetConsumerOffsetRequest {
-            stream: by_name(&stream),
-            topic: by_name(&topic),
-            consumer: named_consumer(&reader),
-            partition_id: Some(0),
-        })
-        .await
-        .expect("get before store")
-        .into_inner();
-    assert_eq!(none_yet.offset, None);
+    assert_eq!(
+        stored_offset(&mut admin, &stream, &topic, &reader).await,
+        None
+    );
 
     admin
         .store_consumer_offset(proto::StoreConsumerOffsetRequest {
@@ -770,17 +780,8 @@ async fn consumer_offsets(env: Env) {
         })
         .await
         .expect("store");
-    let stored = admin
-        .get_consumer_offset(proto::GetConsumerOffsetRequest {
-            stream: by_name(&stream),
-            topic: by_name(&topic),
-            consumer: named_consumer(&reader),
-            partition_id: Some(0),
-        })
+    let stored = stored_offset(&mut admin, &stream, &topic, &reader)
         .await
-        .expect("get")
-        .into_inner()
-        .offset
         .expect("stored offset");
     assert_eq!(
         (
@@ -800,17 +801,10 @@ async fn consumer_offsets(env: Env) {
         })
         .await
         .expect("delete");
-    let deleted = admin
-        .get_consumer_offset(proto::GetConsumerOffsetRequest {
-            stream: by_name(&stream),
-            topic: by_name(&topic),
-            consumer: named_consumer(&reader),
-            partition_id: Some(0),
-        })
-        .await
-        .expect("get after delete")
-        .into_inner();
-    assert_eq!(deleted.offset, None);
+    assert_eq!(
+        stored_offset(&mut admin, &stream, &topic, &reader).await,
+        None
+    );
 
     let missing_partition = expect_code(
         admin
