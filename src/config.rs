@@ -1,6 +1,6 @@
 //! Command-line flags with environment-variable fallbacks.
 
-use crate::iggy::PoolOptions;
+use crate::{iggy::PoolOptions, messaging::PublishLimits};
 use clap::{Parser, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -57,6 +57,31 @@ pub struct Config {
     #[arg(long, env = "IGGY_GRPC_STATS_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stats_ttl: Duration,
 
+    /// Largest payload of one published message, in bytes (Iggy's ceiling is 64 MB).
+    #[arg(long, env = "IGGY_GRPC_MAX_PAYLOAD_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=64_000_000))]
+    pub max_payload_bytes: u64,
+
+    /// Largest total size of one message's headers, in bytes (Iggy's ceiling is 100 KB).
+    #[arg(long, env = "IGGY_GRPC_MAX_HEADERS_BYTES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_headers_bytes: u64,
+
+    /// Most entries in one PublishBatch or PublishEventBatch call.
+    #[arg(long, env = "IGGY_GRPC_MAX_BATCH_MESSAGES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_batch_messages: u64,
+
+    /// Largest gRPC request the gateway decodes, in bytes.
+    #[arg(long, env = "IGGY_GRPC_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
+    pub max_request_bytes: u64,
+
+    /// How long a topic's partition count is trusted before it is read again
+    /// (changes made through the gateway apply at once).
+    #[arg(long, env = "IGGY_GRPC_PARTITION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub partition_cache_ttl: Duration,
+
     /// Log output format.
     #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -79,6 +104,20 @@ impl Config {
         config
     }
 
+    /// The publish limits this configuration asks for.
+    pub fn publish_limits(&self) -> PublishLimits {
+        PublishLimits {
+            max_payload_bytes: to_usize(self.max_payload_bytes),
+            max_headers_bytes: to_usize(self.max_headers_bytes),
+            max_batch_messages: to_usize(self.max_batch_messages),
+        }
+    }
+
+    /// The largest request to decode.
+    pub fn max_request_bytes(&self) -> usize {
+        to_usize(self.max_request_bytes)
+    }
+
     /// The pool settings this configuration asks for.
     pub fn pool_options(&self) -> PoolOptions {
         PoolOptions {
@@ -87,4 +126,8 @@ impl Config {
             ..PoolOptions::default()
         }
     }
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }

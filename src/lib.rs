@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod iggy;
+pub mod layers;
 pub mod messaging;
 pub mod proto;
 pub mod server;

@@ -5,7 +5,8 @@ use crate::{
     config::Config,
     health,
     iggy::{IggyPool, IggyTarget, TargetError},
-    messaging::Messaging,
+    layers::ArrivalLayer,
+    messaging::{Messaging, PartitionRouter, Publisher},
     proto::{
         self, admin_service_server::AdminServiceServer,
         messaging_service_server::MessagingServiceServer,
@@ -73,16 +74,28 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let admin = Admin::new(pool.clone(), Arc::new(StatsCache::new(config.stats_ttl)));
-    let messaging = Messaging::new(pool.clone());
+    let router = Arc::new(PartitionRouter::new(config.partition_cache_ttl));
+    let admin = Admin::new(
+        pool.clone(),
+        Arc::clone(&router),
+        Arc::new(StatsCache::new(config.stats_ttl)),
+    );
+    let messaging = Messaging::new(
+        Publisher::new(pool.clone(), router),
+        config.publish_limits(),
+    );
+    let max_request = config.max_request_bytes();
 
     let (stop_accepting, mut stop_accepting_rx) = watch::channel(false);
     let server = Server::builder()
+        // Innermost of the transport's layers: stamps arrival right after
+        // the transport starts its own clock for `grpc-timeout`.
+        .layer(ArrivalLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AdminServiceServer::new(admin))
-        .add_service(MessagingServiceServer::new(messaging))
+        .add_service(AdminServiceServer::new(admin).max_decoding_message_size(max_request))
+        .add_service(MessagingServiceServer::new(messaging).max_decoding_message_size(max_request))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
         });

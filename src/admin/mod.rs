@@ -16,6 +16,7 @@ pub use system::StatsCache;
 use crate::{
     error::GatewayError,
     iggy::IggyPool,
+    messaging::PartitionRouter,
     proto::{self, admin_service_server::AdminService},
 };
 use std::sync::Arc;
@@ -25,13 +26,29 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Admin {
     pool: IggyPool,
+    router: Arc<PartitionRouter>,
     stats: Arc<StatsCache>,
 }
 
 impl Admin {
-    /// Serves admin calls over `pool`, caching stats in `stats`.
-    pub fn new(pool: IggyPool, stats: Arc<StatsCache>) -> Self {
-        Self { pool, stats }
+    /// Serves admin calls over `pool`, caching stats in `stats`; `router`
+    /// forgets cached partition counts when partitions or topics change.
+    pub fn new(pool: IggyPool, router: Arc<PartitionRouter>, stats: Arc<StatsCache>) -> Self {
+        Self {
+            pool,
+            router,
+            stats,
+        }
+    }
+
+    /// Runs a call that changes partition counts, then drops cached counts.
+    async fn changing_partitions<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        let result = call.await;
+        self.router.invalidate_all();
+        result
     }
 }
 
@@ -77,7 +94,10 @@ impl AdminService for Admin {
         request: Request<proto::DeleteStreamRequest>,
     ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
         let r = request.into_inner();
-        respond(streams::delete(&self.pool, r).await)
+        respond(
+            self.changing_partitions(streams::delete(&self.pool, r))
+                .await,
+        )
     }
 
     async fn purge_stream(
@@ -93,7 +113,10 @@ impl AdminService for Admin {
         request: Request<proto::CreateTopicRequest>,
     ) -> Result<Response<proto::CreateTopicResponse>, Status> {
         let r = request.into_inner();
-        respond(topics::create(&self.pool, r).await)
+        respond(
+            self.changing_partitions(topics::create(&self.pool, r))
+                .await,
+        )
     }
 
     async fn get_topic(
@@ -125,7 +148,10 @@ impl AdminService for Admin {
         request: Request<proto::DeleteTopicRequest>,
     ) -> Result<Response<proto::DeleteTopicResponse>, Status> {
         let r = request.into_inner();
-        respond(topics::delete(&self.pool, r).await)
+        respond(
+            self.changing_partitions(topics::delete(&self.pool, r))
+                .await,
+        )
     }
 
     async fn purge_topic(
@@ -141,7 +167,10 @@ impl AdminService for Admin {
         request: Request<proto::CreatePartitionsRequest>,
     ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
         let r = request.into_inner();
-        respond(partitions::create(&self.pool, r).await)
+        respond(
+            self.changing_partitions(partitions::create(&self.pool, r))
+                .await,
+        )
     }
 
     async fn delete_partitions(
@@ -149,7 +178,10 @@ impl AdminService for Admin {
         request: Request<proto::DeletePartitionsRequest>,
     ) -> Result<Response<proto::DeletePartitionsResponse>, Status> {
         let r = request.into_inner();
-        respond(partitions::delete(&self.pool, r).await)
+        respond(
+            self.changing_partitions(partitions::delete(&self.pool, r))
+                .await,
+        )
     }
 
     async fn create_consumer_group(

@@ -21,7 +21,7 @@ pub const ERROR_DOMAIN: &str = "iggy-grpc";
 const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong while serving a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// The request is malformed; it never reached Iggy.
     #[error("invalid {field}: {description}")]
@@ -36,9 +36,6 @@ pub enum GatewayError {
     /// would show placeholder values).
     #[error("{}", iggy_codes::describe(.0))]
     Iggy(IggyError),
-    /// Iggy did not report a resource the request names.
-    #[error("{0} not found")]
-    NotFound(String),
     /// No connection to Iggy is live: it is down or unreachable.
     #[error("Iggy is unreachable; the gateway is reconnecting")]
     IggyUnavailable,
@@ -49,6 +46,18 @@ pub enum GatewayError {
         pool_size: usize,
         /// A hint for the client's RetryInfo.
         retry_after: Duration,
+    },
+    /// A write was sent but no answer came back (connection cut, Iggy or the
+    /// client's deadline timed out): it may or may not be stored.
+    #[error(
+        "the outcome is unknown ({cause}): the messages may or may not be stored; \
+         retry with the same message ids"
+    )]
+    OutcomeUnknown {
+        /// UNAVAILABLE for a lost connection, DEADLINE_EXCEEDED for a timeout.
+        code: Code,
+        /// What happened.
+        cause: String,
     },
     /// The method exists in the contract but this version does not serve it.
     #[error("{0} is not implemented yet")]
@@ -72,9 +81,9 @@ impl GatewayError {
         match self {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::Iggy(error) => grpc_code(error),
-            Self::NotFound(_) => Code::NotFound,
             Self::IggyUnavailable => Code::Unavailable,
             Self::PoolExhausted { .. } => Code::ResourceExhausted,
+            Self::OutcomeUnknown { code, .. } => *code,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
@@ -85,9 +94,9 @@ impl GatewayError {
         match self {
             Self::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
             Self::Iggy(error) => iggy_codes::reason(error),
-            Self::NotFound(_) => "NOT_FOUND".into(),
             Self::IggyUnavailable => "IGGY_UNAVAILABLE".into(),
             Self::PoolExhausted { .. } => "POOL_EXHAUSTED".into(),
+            Self::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN".into(),
             Self::Unimplemented(_) => "UNIMPLEMENTED".into(),
             Self::Internal(_) => "INTERNAL".into(),
         }
@@ -113,10 +122,33 @@ impl GatewayError {
             Self::PoolExhausted { retry_after, .. } => {
                 details.set_retry_info(Some(*retry_after));
             }
-            Self::NotFound(_) | Self::Unimplemented(_) | Self::Internal(_) => {}
+            Self::OutcomeUnknown { .. } => {
+                details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
+            }
+            Self::Unimplemented(_) | Self::Internal(_) => {}
         }
         details.set_error_info(self.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(self.code(), self.to_string(), details)
+    }
+}
+
+impl GatewayError {
+    /// The error for a failed write: an outcome-unknown error where the write
+    /// may have reached Iggy, the plain Iggy error otherwise.
+    pub fn from_write(error: IggyError) -> Self {
+        if is_outcome_unknown(&error) {
+            let code = if grpc_code(&error) == Code::DeadlineExceeded {
+                Code::DeadlineExceeded
+            } else {
+                Code::Unavailable
+            };
+            Self::OutcomeUnknown {
+                code,
+                cause: iggy_codes::describe(&error),
+            }
+        } else {
+            Self::Iggy(error)
+        }
     }
 }
 
@@ -160,6 +192,17 @@ mod tests {
             info.metadata.get("iggy_code").map(String::as_str),
             Some("1010")
         );
+    }
+
+    #[test]
+    fn a_write_cut_off_mid_flight_is_not_reported_as_a_plain_failure() {
+        let cut = GatewayError::from_write(IggyError::Disconnected);
+        assert_eq!(cut.code(), Code::Unavailable);
+        assert_eq!(cut.reason(), "OUTCOME_UNKNOWN");
+        let never_sent = GatewayError::from_write(IggyError::NotConnected);
+        assert_eq!(never_sent.reason(), "NOT_CONNECTED");
+        let timed_out = GatewayError::from_write(IggyError::TaskTimeout);
+        assert_eq!(timed_out.code(), Code::DeadlineExceeded);
     }
 
     #[test]

@@ -181,6 +181,11 @@ impl EmbeddedIggy {
         self.shared.http
     }
 
+    /// The directory the server keeps its data and log in.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
     /// The root user's name and password, e.g. for Iggy's HTTP API.
     pub fn credentials(&self) -> (&str, &str) {
         (ROOT_USERNAME, &self.shared.password)
@@ -198,6 +203,51 @@ impl EmbeddedIggy {
         match pid {
             Some(pid) => signal(pid, Signal::SIGKILL),
             None => Ok(()),
+        }
+    }
+
+    /// Stops the server process (SIGSTOP) without ending it: it keeps its
+    /// connections open but answers nothing, as a hung server would. Returns
+    /// once every thread of the process has stopped (a signal is delivered
+    /// asynchronously). For fault tests; [`EmbeddedIggy::thaw`] resumes it.
+    pub async fn freeze(&self) -> io::Result<()> {
+        self.signal_current(Signal::SIGSTOP)?;
+        let pid = self
+            .shared
+            .pid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "iggy-server is not running"))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid)? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "iggy-server did not stop",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) -> io::Result<()> {
+        self.signal_current(Signal::SIGCONT)
+    }
+
+    fn signal_current(&self, signal_to_send: Signal) -> io::Result<()> {
+        let pid = *self
+            .shared
+            .pid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match pid {
+            Some(pid) => signal(pid, signal_to_send),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "iggy-server is not running",
+            )),
         }
     }
 
@@ -413,6 +463,22 @@ fn free_loopback_port(data_dir: &Path) -> Result<SocketAddr, EmbeddedError> {
             path: data_dir.to_path_buf(),
             source,
         })
+}
+
+/// True when every thread of `pid` is in the stopped state (`T`), per Linux
+/// `/proc/<pid>/task/<tid>/stat`.
+fn all_threads_stopped(pid: u32) -> io::Result<bool> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+        // The state follows the parenthesised command name.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if !matches!(state, Some('T' | 't')) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn signal(pid: u32, signal: Signal) -> io::Result<()> {

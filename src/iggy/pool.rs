@@ -149,26 +149,42 @@ impl IggyPool {
         Fut: Future<Output = Result<T, IggyError>> + Send + 'static,
         T: Send + 'static,
     {
+        let result = self
+            .run(operation, |result: &Result<T, IggyError>| {
+                result.as_ref().is_err_and(is_connection_lost)
+            })
+            .await?;
+        result.map_err(GatewayError::from)
+    }
+
+    /// Like [`IggyPool::call`], for operations whose output is not a plain
+    /// `Result` (e.g. a send that hands its messages back on failure);
+    /// `connection_lost` tells from the output whether the connection broke.
+    pub async fn run<R, F, Fut>(
+        &self,
+        operation: F,
+        connection_lost: fn(&R) -> bool,
+    ) -> Result<R, GatewayError>
+    where
+        F: FnOnce(Arc<IggyClient>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
         let mut lease = self.checkout().await?;
         let client = lease
             .client()
             .ok_or_else(|| GatewayError::Internal("checked-out lease has no connection".into()))?;
         let task = tokio::spawn(async move {
-            let result = operation(client).await;
-            if let Err(error) = &result
-                && is_connection_lost(error)
-            {
+            let output = operation(client).await;
+            if connection_lost(&output) {
                 lease.mark_broken();
             }
             drop(lease);
-            result
+            output
         });
-        match task.await {
-            Ok(result) => result.map_err(GatewayError::from),
-            Err(join_error) => Err(GatewayError::Internal(format!(
-                "Iggy call task failed: {join_error}"
-            ))),
-        }
+        task.await.map_err(|join_error| {
+            GatewayError::Internal(format!("Iggy call task failed: {join_error}"))
+        })
     }
 
     /// Stops reconnecting and drops every idle connection.

@@ -1,13 +1,19 @@
-//! `MessagingService`: publish, subscribe, poll and ack.
-//!
-//! The contract is complete in the proto; the calls answer UNIMPLEMENTED until
-//! their behaviour lands (publish and subscribe have issues of their own).
+//! `MessagingService`: publish (single, batch, typed events); subscribe,
+//! poll and ack answer UNIMPLEMENTED until their behaviour lands.
+
+mod deadline;
+mod events;
+pub mod headers;
+mod publish;
+
+pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
 
 use crate::{
     error::GatewayError,
-    iggy::IggyPool,
     proto::{self, messaging_service_server::MessagingService},
+    validate,
 };
+use publish::{Entry, EntryResult, Route};
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -15,15 +21,182 @@ use tonic::{Request, Response, Status};
 /// The MessagingService implementation.
 #[derive(Clone)]
 pub struct Messaging {
-    #[allow(dead_code)] // used by publish and subscribe, which come next
-    pool: IggyPool,
+    publisher: Publisher,
+    limits: PublishLimits,
 }
 
 impl Messaging {
-    /// Serves messaging calls over `pool`.
-    pub fn new(pool: IggyPool) -> Self {
-        Self { pool }
+    /// Serves messaging calls through `publisher`, within `limits`.
+    pub fn new(publisher: Publisher, limits: PublishLimits) -> Self {
+        Self { publisher, limits }
     }
+
+    fn check_batch_size(&self, field: &str, len: usize) -> Result<(), GatewayError> {
+        if len == 0 {
+            return Err(GatewayError::invalid(field, "must have at least one entry"));
+        }
+        if len > self.limits.max_batch_messages {
+            return Err(GatewayError::invalid(
+                field,
+                format!(
+                    "has {len} entries; the limit is {}",
+                    self.limits.max_batch_messages
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn publish_one(
+        &self,
+        request: Request<proto::PublishRequest>,
+    ) -> Result<proto::PublishResponse, GatewayError> {
+        let deadline = deadline::remaining(&request);
+        let request = request.into_inner();
+        let stream = validate::resource_id("stream", request.stream.as_ref())?;
+        let topic = validate::resource_id("topic", request.topic.as_ref())?;
+        let route = Route::parse(
+            "partitioning",
+            request.partitioning.as_ref(),
+            &Route::Balanced,
+        )?;
+        let outgoing = publish::build("message", request.message, &self.limits)?;
+        let entries = vec![Entry { route, outgoing }];
+        let result = single(
+            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+                .await?,
+        )?;
+        Ok(proto::PublishResponse {
+            result: Some(result),
+        })
+    }
+
+    async fn publish_many(
+        &self,
+        request: Request<proto::PublishBatchRequest>,
+    ) -> Result<proto::PublishBatchResponse, GatewayError> {
+        let deadline = deadline::remaining(&request);
+        let request = request.into_inner();
+        let stream = validate::resource_id("stream", request.stream.as_ref())?;
+        let topic = validate::resource_id("topic", request.topic.as_ref())?;
+        self.check_batch_size("messages", request.messages.len())?;
+        let default_route = Route::parse(
+            "partitioning",
+            request.partitioning.as_ref(),
+            &Route::Balanced,
+        )?;
+        let entries = request
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let field = format!("messages[{index}]");
+                Ok(Entry {
+                    route: Route::parse(
+                        &format!("{field}.partitioning"),
+                        entry.partitioning.as_ref(),
+                        &default_route,
+                    )?,
+                    outgoing: publish::build(
+                        &format!("{field}.message"),
+                        entry.message,
+                        &self.limits,
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let results =
+            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+                .await?;
+        Ok(proto::PublishBatchResponse {
+            results: batch_results(results),
+        })
+    }
+
+    async fn publish_event_one(
+        &self,
+        request: Request<proto::PublishEventRequest>,
+    ) -> Result<proto::PublishEventResponse, GatewayError> {
+        let deadline = deadline::remaining(&request);
+        let request = request.into_inner();
+        let stream = validate::resource_id("stream", request.stream.as_ref())?;
+        let topic = validate::resource_id("topic", request.topic.as_ref())?;
+        let event = events::build("event", request.event, &self.limits)?;
+        let route = Route::parse(
+            "partitioning",
+            request.partitioning.as_ref(),
+            &event.default_route,
+        )?;
+        let entries = vec![Entry {
+            route,
+            outgoing: event.outgoing,
+        }];
+        let result = single(
+            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+                .await?,
+        )?;
+        Ok(proto::PublishEventResponse {
+            result: Some(result),
+        })
+    }
+
+    async fn publish_event_many(
+        &self,
+        request: Request<proto::PublishEventBatchRequest>,
+    ) -> Result<proto::PublishEventBatchResponse, GatewayError> {
+        let deadline = deadline::remaining(&request);
+        let request = request.into_inner();
+        let stream = validate::resource_id("stream", request.stream.as_ref())?;
+        let topic = validate::resource_id("topic", request.topic.as_ref())?;
+        self.check_batch_size("events", request.events.len())?;
+        let entries = request
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let event = events::build(&format!("events[{index}]"), Some(event), &self.limits)?;
+                Ok(Entry {
+                    route: event.default_route,
+                    outgoing: event.outgoing,
+                })
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let results =
+            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+                .await?;
+        Ok(proto::PublishEventBatchResponse {
+            results: batch_results(results),
+        })
+    }
+}
+
+/// The one result of a single publish, as the call's own outcome.
+fn single(results: Vec<EntryResult>) -> Result<proto::PublishResult, GatewayError> {
+    results.into_iter().next().unwrap_or_else(|| {
+        Err(GatewayError::Internal(
+            "a publish produced no result".into(),
+        ))
+    })
+}
+
+fn batch_results(results: Vec<EntryResult>) -> Vec<proto::BatchEntryResult> {
+    results
+        .into_iter()
+        .map(|result| proto::BatchEntryResult {
+            outcome: Some(match result {
+                Ok(stored) => proto::batch_entry_result::Outcome::Stored(stored),
+                Err(error) => proto::batch_entry_result::Outcome::Error(proto::EntryError {
+                    code: error.code() as i32,
+                    reason: error.reason(),
+                    message: error.to_string(),
+                }),
+            }),
+        })
+        .collect()
+}
+
+fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(GatewayError::into_status)
 }
 
 fn unimplemented<T>(method: &'static str) -> Result<Response<T>, Status> {
@@ -40,30 +213,30 @@ impl MessagingService for Messaging {
 
     async fn publish(
         &self,
-        _request: Request<proto::PublishRequest>,
+        request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishResponse>, Status> {
-        unimplemented("Publish")
+        respond(self.publish_one(request).await)
     }
 
     async fn publish_batch(
         &self,
-        _request: Request<proto::PublishBatchRequest>,
+        request: Request<proto::PublishBatchRequest>,
     ) -> Result<Response<proto::PublishBatchResponse>, Status> {
-        unimplemented("PublishBatch")
+        respond(self.publish_many(request).await)
     }
 
     async fn publish_event(
         &self,
-        _request: Request<proto::PublishEventRequest>,
+        request: Request<proto::PublishEventRequest>,
     ) -> Result<Response<proto::PublishEventResponse>, Status> {
-        unimplemented("PublishEvent")
+        respond(self.publish_event_one(request).await)
     }
 
     async fn publish_event_batch(
         &self,
-        _request: Request<proto::PublishEventBatchRequest>,
+        request: Request<proto::PublishEventBatchRequest>,
     ) -> Result<Response<proto::PublishEventBatchResponse>, Status> {
-        unimplemented("PublishEventBatch")
+        respond(self.publish_event_many(request).await)
     }
 
     async fn subscribe(

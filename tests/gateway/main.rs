@@ -9,7 +9,9 @@ mod admin;
 mod cli;
 mod embedded;
 mod health;
+mod outcome;
 mod pool;
+mod publish;
 mod reflection;
 mod support;
 
@@ -23,6 +25,8 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(admin::tests());
     tests.extend(health::tests());
     tests.extend(pool::tests());
+    tests.extend(publish::tests());
+    tests.extend(outcome::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests

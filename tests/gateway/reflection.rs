@@ -93,7 +93,7 @@ async fn reflection_v1(env: Env) {
     expect_code(
         gateway
             .messaging()
-            .publish(proto::PublishRequest::default())
+            .poll(proto::PollRequest::default())
             .await,
         Code::Unimplemented,
     );

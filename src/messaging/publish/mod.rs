@@ -1,0 +1,334 @@
+//! Publishing: validated entries are routed to partitions, grouped so each
+//! partition gets one `send_messages` call, sent concurrently over the pool,
+//! and answered with one result per entry in request order.
+
+mod outgoing;
+mod route;
+
+pub use outgoing::{Outgoing, PublishLimits, build, message_id};
+pub use route::{PartitionRouter, Route, key_partition};
+
+use crate::{
+    error::{GatewayError, is_connection_lost},
+    iggy::IggyPool,
+    proto,
+};
+use futures_util::future::join_all;
+use iggy::prelude::{
+    Identifier, IggyError, IggyMessage, MessageClient, Partitioning, SendMessagesResponse,
+};
+use iggy_common::IggyErrorDiscriminants;
+use std::{collections::BTreeMap, sync::Arc};
+
+/// One message to publish and how its partition is chosen.
+#[derive(Debug)]
+pub struct Entry {
+    pub route: Route,
+    pub outgoing: Outgoing,
+}
+
+/// The outcome of one entry: where it was stored, or why not.
+pub type EntryResult = Result<proto::PublishResult, GatewayError>;
+
+/// Sends entries to Iggy.
+#[derive(Clone)]
+pub struct Publisher {
+    pool: IggyPool,
+    router: Arc<PartitionRouter>,
+}
+
+/// The entries bound for one partition, in request order.
+struct Group {
+    partition: u32,
+    indices: Vec<usize>,
+    routes: Vec<Route>,
+    ids: Vec<String>,
+    messages: Vec<IggyMessage>,
+}
+
+/// What one group's send produced; the messages come back so that a send
+/// Iggy refused can be routed again.
+struct Sent {
+    group: Group,
+    result: Result<SendMessagesResponse, IggyError>,
+}
+
+impl Publisher {
+    /// A publisher over `pool`, routing with `router`.
+    pub fn new(pool: IggyPool, router: Arc<PartitionRouter>) -> Self {
+        Self { pool, router }
+    }
+
+    /// Publishes `entries` to one topic. The outer error is for the whole
+    /// call (unknown stream or topic, Iggy unreachable before anything was
+    /// sent); otherwise each entry has its own result, in request order.
+    pub async fn publish(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<EntryResult>, GatewayError> {
+        let mut results: Vec<Option<EntryResult>> = entries.iter().map(|_| None).collect();
+        let mut pending: Vec<(usize, Route, Outgoing)> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| (index, entry.route, entry.outgoing))
+            .collect();
+        // A stale partition count can route to a partition that was removed;
+        // Iggy then refuses the send (nothing stored), the count is read
+        // again and those entries are routed once more.
+        for refresh in [false, true] {
+            let groups = self
+                .group(stream, topic, std::mem::take(&mut pending), refresh)
+                .await?;
+            let sends = groups
+                .into_iter()
+                .map(|group| self.send(stream.clone(), topic.clone(), group));
+            for sent in join_all(sends).await {
+                match sent {
+                    Ok(Sent {
+                        group,
+                        result: Ok(response),
+                    }) => {
+                        let base = response
+                            .confirmations
+                            .iter()
+                            .find(|c| c.partition_id == group.partition)
+                            .map(|c| c.base_offset);
+                        for (position, (index, id)) in
+                            group.indices.into_iter().zip(group.ids).enumerate()
+                        {
+                            results[index] = Some(Ok(proto::PublishResult {
+                                id,
+                                partition_id: group.partition,
+                                offset: base.map(|base| base + position as u64),
+                            }));
+                        }
+                    }
+                    Ok(Sent {
+                        group,
+                        result: Err(error),
+                    }) if !refresh && is_missing_partition(&error) => {
+                        self.router.invalidate_all();
+                        let error = send_error(error, stream, topic, group.partition);
+                        let Group {
+                            indices,
+                            routes,
+                            ids,
+                            messages,
+                            ..
+                        } = group;
+                        for (((index, route), id), message) in
+                            indices.into_iter().zip(routes).zip(ids).zip(messages)
+                        {
+                            if route.needs_count() {
+                                pending.push((index, route, Outgoing { id, message }));
+                            } else {
+                                results[index] = Some(Err(error.clone()));
+                            }
+                        }
+                    }
+                    Ok(Sent {
+                        group,
+                        result: Err(error),
+                    }) => {
+                        let error = GatewayError::from_write(error);
+                        for index in group.indices {
+                            results[index] = Some(Err(error.clone()));
+                        }
+                    }
+                    Err((indices, error)) => {
+                        for index in indices {
+                            results[index] = Some(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(GatewayError::Internal(
+                        "an entry was left without a result".into(),
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    /// Reads the partition count if any entry needs it, then groups.
+    async fn group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        entries: Vec<(usize, Route, Outgoing)>,
+        refresh: bool,
+    ) -> Result<Vec<Group>, GatewayError> {
+        let count = if entries.iter().any(|(_, route, _)| route.needs_count()) {
+            Some(
+                self.router
+                    .partition_count(&self.pool, stream, topic, refresh)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(group_by_partition(
+            &self.router,
+            stream,
+            topic,
+            entries,
+            count.unwrap_or(1),
+        ))
+    }
+
+    /// One `send_messages` call for one partition's entries.
+    async fn send(
+        &self,
+        stream: Identifier,
+        topic: Identifier,
+        mut group: Group,
+    ) -> Result<Sent, (Vec<usize>, GatewayError)> {
+        let indices = group.indices.clone();
+        self.pool
+            .run(
+                move |client| async move {
+                    let partitioning = Partitioning::partition_id(group.partition);
+                    let result = client
+                        .send_messages(&stream, &topic, &partitioning, &mut group.messages)
+                        .await;
+                    Sent { group, result }
+                },
+                |sent: &Sent| sent.result.as_ref().is_err_and(is_connection_lost),
+            )
+            .await
+            .map_err(|error| (indices, error))
+    }
+}
+
+/// Routes entries among `count` partitions and groups them per partition,
+/// keeping request order within each group. All balanced entries of one call
+/// share the next partition of the rotation, so each partition touched costs
+/// exactly one `send_messages` call.
+fn group_by_partition(
+    router: &PartitionRouter,
+    stream: &Identifier,
+    topic: &Identifier,
+    entries: Vec<(usize, Route, Outgoing)>,
+    count: u32,
+) -> Vec<Group> {
+    let mut balanced = None;
+    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
+    for (index, route, outgoing) in entries {
+        let partition = match route {
+            Route::Balanced => {
+                *balanced.get_or_insert_with(|| router.partition(stream, topic, &route, count))
+            }
+            _ => router.partition(stream, topic, &route, count),
+        };
+        let group = groups.entry(partition).or_insert_with(|| Group {
+            partition,
+            indices: Vec::new(),
+            routes: Vec::new(),
+            ids: Vec::new(),
+            messages: Vec::new(),
+        });
+        group.indices.push(index);
+        group.routes.push(route);
+        group.ids.push(outgoing.id);
+        group.messages.push(outgoing.message);
+    }
+    groups.into_values().collect()
+}
+
+/// Iggy refused a send because the partition does not exist (any more).
+/// Iggy 0.9 answers a send to a missing partition with the generic
+/// `ResourceNotFound`; either way nothing was stored.
+fn is_missing_partition(error: &IggyError) -> bool {
+    matches!(
+        IggyErrorDiscriminants::from(error),
+        IggyErrorDiscriminants::PartitionNotFound | IggyErrorDiscriminants::ResourceNotFound
+    )
+}
+
+/// The error for entries whose send failed, naming a missing partition as
+/// such rather than as Iggy's generic "resource not found".
+fn send_error(
+    error: IggyError,
+    stream: &Identifier,
+    topic: &Identifier,
+    partition: u32,
+) -> GatewayError {
+    if is_missing_partition(&error) {
+        return GatewayError::Iggy(IggyError::PartitionNotFound(
+            partition as usize,
+            topic.clone(),
+            stream.clone(),
+        ));
+    }
+    GatewayError::from_write(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn entry(index: usize, route: Route) -> (usize, Route, Outgoing) {
+        let message = proto::Message {
+            id: String::new(),
+            payload: Bytes::from(format!("entry {index}")),
+            headers: Default::default(),
+        };
+        let outgoing = build("message", Some(message), &PublishLimits::default()).expect("valid");
+        (index, route, outgoing)
+    }
+
+    #[test]
+    fn one_group_per_partition_in_request_order() {
+        let router = PartitionRouter::new(Duration::from_secs(1));
+        let stream = Identifier::named("s").expect("id");
+        let topic = Identifier::named("t").expect("id");
+        let keys: Vec<Bytes> = (0..3).map(|k| Bytes::from(format!("key-{k}"))).collect();
+        let mut entries = Vec::new();
+        for index in 0..30 {
+            let route = match index % 4 {
+                0 => Route::Balanced,
+                1 => Route::Partition(3),
+                _ => Route::Key(keys[index % 3].clone()),
+            };
+            entries.push(entry(index, route));
+        }
+        let expected: std::collections::BTreeSet<u32> = entries
+            .iter()
+            .map(|(_, route, _)| match route {
+                Route::Balanced => 0, // the first balanced pick of this router
+                Route::Partition(p) => *p,
+                Route::Key(key) => key_partition(key, 5),
+            })
+            .collect();
+        let groups = group_by_partition(&router, &stream, &topic, entries, 5);
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| g.partition)
+                .collect::<std::collections::BTreeSet<_>>(),
+            expected,
+            "exactly one send per partition touched"
+        );
+        for group in &groups {
+            assert!(
+                group.indices.windows(2).all(|w| w[0] < w[1]),
+                "request order kept"
+            );
+            assert_eq!(group.indices.len(), group.messages.len());
+        }
+        let all: usize = groups.iter().map(|g| g.indices.len()).sum();
+        assert_eq!(all, 30);
+    }
+}

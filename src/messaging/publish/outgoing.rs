@@ -1,0 +1,169 @@
+//! A validated message on its way to Iggy: id, payload and typed headers,
+//! checked against the publish limits before Iggy is called.
+
+use crate::{error::GatewayError, messaging::headers, proto};
+use iggy::prelude::IggyMessage;
+use uuid::Uuid;
+
+/// Iggy's own ceiling on one message's headers, in bytes.
+const IGGY_MAX_HEADERS_BYTES: usize = 100_000;
+
+/// Size limits on what a publish may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// Largest payload of one message, in bytes.
+    pub max_payload_bytes: usize,
+    /// Largest total size of one message's headers, in bytes.
+    pub max_headers_bytes: usize,
+    /// Most entries in one batch.
+    pub max_batch_messages: usize,
+}
+
+impl Default for PublishLimits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 4 * 1024 * 1024,
+            max_headers_bytes: IGGY_MAX_HEADERS_BYTES,
+            max_batch_messages: 10_000,
+        }
+    }
+}
+
+/// A message ready to send, with the id the client will be told.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The id as a canonical UUID string.
+    pub id: String,
+    /// The Iggy message.
+    pub message: IggyMessage,
+}
+
+/// Validates `message` (the request field at `field`) and builds the Iggy
+/// message. A missing id gets a fresh UUIDv4.
+pub fn build(
+    field: &str,
+    message: Option<proto::Message>,
+    limits: &PublishLimits,
+) -> Result<Outgoing, GatewayError> {
+    let message = message.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
+    let id = message_id(&format!("{field}.id"), &message.id)?;
+    let payload_field = format!("{field}.payload");
+    if message.payload.is_empty() {
+        return Err(GatewayError::invalid(payload_field, "must not be empty"));
+    }
+    if message.payload.len() > limits.max_payload_bytes {
+        return Err(GatewayError::invalid(
+            payload_field,
+            format!(
+                "is {} bytes; the limit is {}",
+                message.payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let user_headers = headers::to_iggy(
+        &format!("{field}.headers"),
+        &message.headers,
+        limits.max_headers_bytes,
+    )?;
+    let built = IggyMessage::builder()
+        .id(id.as_u128())
+        .payload(message.payload)
+        .maybe_user_headers(user_headers)
+        .build()
+        .map_err(|error| GatewayError::invalid(field, error.to_string()))?;
+    Ok(Outgoing {
+        id: id.hyphenated().to_string(),
+        message: built,
+    })
+}
+
+/// The given UUID, or a new one when empty. The nil UUID is refused: Iggy
+/// reads a zero id as "assign one", which would break de-duplication.
+pub fn message_id(field: &str, text: &str) -> Result<Uuid, GatewayError> {
+    if text.is_empty() {
+        return Ok(Uuid::new_v4());
+    }
+    let id = Uuid::parse_str(text).map_err(|error| {
+        GatewayError::invalid(field, format!("must be a UUID ({error}), got {text:?}"))
+    })?;
+    if id.is_nil() {
+        return Err(GatewayError::invalid(field, "must not be the nil UUID"));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(id: &str, payload: &'static [u8]) -> Option<proto::Message> {
+        Some(proto::Message {
+            id: id.into(),
+            payload: Bytes::from_static(payload),
+            headers: Default::default(),
+        })
+    }
+
+    fn field_of(error: GatewayError) -> String {
+        match error {
+            GatewayError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keeps_a_given_id_and_generates_a_missing_one() {
+        let id = "6f2b0c1e-7a3d-4e55-9d0a-1b2c3d4e5f60";
+        let kept = build("message", message(id, b"x"), &PublishLimits::default()).expect("valid");
+        assert_eq!(kept.id, id);
+        assert_eq!(
+            kept.message.header.id,
+            Uuid::parse_str(id).expect("uuid").as_u128()
+        );
+        let generated =
+            build("message", message("", b"x"), &PublishLimits::default()).expect("valid");
+        assert_eq!(
+            Uuid::parse_str(&generated.id)
+                .expect("uuid")
+                .get_version_num(),
+            4
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_naming_the_field() {
+        let limits = PublishLimits {
+            max_payload_bytes: 4,
+            ..PublishLimits::default()
+        };
+        assert_eq!(
+            field_of(build("message", None, &limits).unwrap_err()),
+            "message"
+        );
+        assert_eq!(
+            field_of(build("message", message("not-a-uuid", b"x"), &limits).unwrap_err()),
+            "message.id"
+        );
+        assert_eq!(
+            field_of(
+                build(
+                    "m",
+                    message("00000000-0000-0000-0000-000000000000", b"x"),
+                    &limits
+                )
+                .unwrap_err()
+            ),
+            "m.id"
+        );
+        assert_eq!(
+            field_of(build("message", message("", b""), &limits).unwrap_err()),
+            "message.payload"
+        );
+        assert_eq!(
+            field_of(build("messages[2].message", message("", b"12345"), &limits).unwrap_err()),
+            "messages[2].message.payload"
+        );
+    }
+}
