@@ -797,4 +797,76 @@ async fn events(env: Env) {
         3,
         "nothing more stored"
     );
+
+    // A user event is keyed by its user id; a free-form event needs a type.
+    let user = messaging
+        .publish_event(proto::PublishEventRequest {
+            stream: name(&stream),
+            topic: name(&topic),
+            partitioning: None,
+            event: Some(proto::Event {
+                payload: Some(proto::event::Payload::User(proto::UserEvent {
+                    kind: proto::user_event::Kind::LoggedIn as i32,
+                    user_id: "user-5".into(),
+                    email: "five@example.com".into(),
+                    display_name: "Five".into(),
+                })),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("user event")
+        .into_inner()
+        .result
+        .expect("result");
+    assert_eq!(user.partition_id, key_partition(b"user-5", 4));
+    let data = prost_types::Struct {
+        fields: [(
+            "sku".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("pen".into())),
+            },
+        )]
+        .into(),
+    };
+    let free_form = messaging
+        .publish_event(proto::PublishEventRequest {
+            stream: name(&stream),
+            topic: name(&topic),
+            partitioning: Some(proto::Partitioning {
+                kind: Some(partitioning::Kind::PartitionId(2)),
+            }),
+            event: Some(proto::Event {
+                r#type: "inventory.counted".into(),
+                payload: Some(proto::event::Payload::Data(data)),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("free-form event")
+        .into_inner()
+        .result
+        .expect("result");
+    assert_eq!(free_form.partition_id, 2);
+    let user_document: serde_json::Value = serde_json::from_slice(
+        &stored(&iggy, &stream, &topic, user.partition_id)
+            .await
+            .iter()
+            .find(|m| id_of(m) == user.id)
+            .expect("user event stored")
+            .payload,
+    )
+    .expect("json");
+    assert_eq!(user_document["type"], "user.logged_in");
+    assert_eq!(user_document["data"]["email"], "five@example.com");
+    let data_document: serde_json::Value = serde_json::from_slice(
+        &stored(&iggy, &stream, &topic, 2)
+            .await
+            .last()
+            .expect("stored")
+            .payload,
+    )
+    .expect("json");
+    assert_eq!(data_document["type"], "inventory.counted");
+    assert_eq!(data_document["data"]["sku"], "pen");
 }
