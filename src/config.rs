@@ -1,6 +1,9 @@
 //! Command-line flags with environment-variable fallbacks.
 
-use crate::{iggy::PoolOptions, messaging::PublishLimits};
+use crate::{
+    iggy::PoolOptions,
+    messaging::{PublishLimits, subscribe::SubscribeLimits},
+};
 use clap::{Parser, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -82,6 +85,20 @@ pub struct Config {
     #[arg(long, env = "IGGY_GRPC_PARTITION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub partition_cache_ttl: Duration,
 
+    /// Most concurrent Subscribe streams; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IGGY_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_subscriptions: u64,
+
+    /// Longest pause between polls of an idle subscription (bounds its poll
+    /// rate and the delivery delay of messages from other producers).
+    #[arg(long, env = "IGGY_GRPC_IDLE_POLL_BACKOFF", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub idle_poll_backoff: Duration,
+
+    /// Heartbeat interval of idle streams when the request sets none.
+    #[arg(long, env = "IGGY_GRPC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
     /// Log output format.
     #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -110,6 +127,19 @@ impl Config {
             max_payload_bytes: to_usize(self.max_payload_bytes),
             max_headers_bytes: to_usize(self.max_headers_bytes),
             max_batch_messages: to_usize(self.max_batch_messages),
+        }
+    }
+
+    /// The subscription limits this configuration asks for.
+    pub fn subscribe_limits(&self) -> SubscribeLimits {
+        let defaults = SubscribeLimits::default();
+        SubscribeLimits {
+            max_subscriptions: to_usize(self.max_subscriptions),
+            max_idle_backoff: self.idle_poll_backoff.max(Duration::from_millis(1)),
+            default_heartbeat: self
+                .heartbeat_interval
+                .clamp(defaults.min_heartbeat, defaults.max_heartbeat),
+            ..defaults
         }
     }
 

@@ -6,7 +6,10 @@ use crate::{
     health,
     iggy::{IggyPool, IggyTarget, TargetError},
     layers::ArrivalLayer,
-    messaging::{Messaging, PartitionRouter, Publisher},
+    messaging::{
+        Messaging, PartitionRouter, Publisher,
+        subscribe::{Subscriptions, Wakeups},
+    },
     proto::{
         self, admin_service_server::AdminServiceServer,
         messaging_service_server::MessagingServiceServer,
@@ -68,7 +71,7 @@ pub async fn serve(
     let health_task = health::track(
         health_reporter.clone(),
         pool.watch_status(),
-        shutting_down_rx,
+        shutting_down_rx.clone(),
     );
 
     let reflection_v1 = reflection().build_v1()?;
@@ -80,9 +83,19 @@ pub async fn serve(
         Arc::clone(&router),
         Arc::new(StatsCache::new(config.stats_ttl)),
     );
+    let wakeups = Arc::new(Wakeups::default());
+    let subscriptions = Arc::new(Subscriptions::new(
+        pool.target().clone(),
+        config.subscribe_limits(),
+        shutting_down_rx.clone(),
+        Arc::clone(&wakeups),
+    ));
     let messaging = Messaging::new(
-        Publisher::new(pool.clone(), router),
+        pool.clone(),
+        Publisher::new(pool.clone(), router, wakeups),
         config.publish_limits(),
+        subscriptions,
+        config.subscribe_limits(),
     );
     let max_request = config.max_request_bytes();
 

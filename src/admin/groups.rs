@@ -1,6 +1,7 @@
 //! Consumer group administration: create, get, list, delete.
 
-use super::{convert, not_found};
+use super::convert;
+use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::ConsumerGroupClient;
 

@@ -3,7 +3,6 @@
 
 mod convert;
 mod groups;
-mod not_found;
 mod offsets;
 mod partitions;
 mod streams;

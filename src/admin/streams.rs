@@ -1,6 +1,7 @@
 //! Stream administration: create, get, list, rename, delete, purge.
 
-use super::{convert, not_found};
+use super::convert;
+use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::{StreamClient, StreamUpdateOptions};
 

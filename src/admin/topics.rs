@@ -1,10 +1,8 @@
 //! Topic administration: create (partitions, expiry, size limit,
 //! compression), get, list, update, delete, purge.
 
-use super::{
-    convert::{self, TopicSettings},
-    not_found,
-};
+use super::convert::{self, TopicSettings};
+use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::{IggyError, TopicClient, TopicCreateOptions, TopicUpdateOptions};
 

@@ -6,6 +6,7 @@
 //! invalid input, and a RetryInfo where waiting helps.
 
 mod iggy_codes;
+pub mod not_found;
 
 pub use iggy_codes::{grpc_code, is_connection_lost, is_outcome_unknown};
 
@@ -59,6 +60,26 @@ pub enum GatewayError {
         /// What happened.
         cause: String,
     },
+    /// No live subscription has this id (it ended, or never existed).
+    #[error("no subscription {0} is live on this gateway")]
+    SubscriptionNotFound(String),
+    /// The call is valid but the state does not allow it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// The machine-readable reason.
+        reason: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The gateway already serves its maximum of subscriptions.
+    #[error("the gateway serves its maximum of {limit} subscriptions; retry later")]
+    TooManySubscriptions {
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down; reconnect (with your resume token) elsewhere or later")]
+    ShuttingDown,
     /// The method exists in the contract but this version does not serve it.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
@@ -84,6 +105,10 @@ impl GatewayError {
             Self::IggyUnavailable => Code::Unavailable,
             Self::PoolExhausted { .. } => Code::ResourceExhausted,
             Self::OutcomeUnknown { code, .. } => *code,
+            Self::SubscriptionNotFound(_) => Code::NotFound,
+            Self::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Self::TooManySubscriptions { .. } => Code::ResourceExhausted,
+            Self::ShuttingDown => Code::Unavailable,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
@@ -97,6 +122,10 @@ impl GatewayError {
             Self::IggyUnavailable => "IGGY_UNAVAILABLE".into(),
             Self::PoolExhausted { .. } => "POOL_EXHAUSTED".into(),
             Self::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN".into(),
+            Self::SubscriptionNotFound(_) => "SUBSCRIPTION_NOT_FOUND".into(),
+            Self::FailedPrecondition { reason, .. } => (*reason).into(),
+            Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
+            Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
             Self::Unimplemented(_) => "UNIMPLEMENTED".into(),
             Self::Internal(_) => "INTERNAL".into(),
         }
@@ -104,8 +133,13 @@ impl GatewayError {
 
     /// The status a client receives, with its rich error details.
     pub fn into_status(self) -> Status {
+        self.into_status_with(HashMap::new())
+    }
+
+    /// The status, with `metadata` added to its ErrorInfo (e.g. the resume
+    /// token of a subscription that ends).
+    pub fn into_status_with(self, mut metadata: HashMap<String, String>) -> Status {
         let mut details = ErrorDetails::new();
-        let mut metadata = HashMap::new();
         match &self {
             Self::InvalidArgument { field, description } => {
                 details.add_bad_request_violation(field.clone(), description.clone());
@@ -122,10 +156,15 @@ impl GatewayError {
             Self::PoolExhausted { retry_after, .. } => {
                 details.set_retry_info(Some(*retry_after));
             }
-            Self::OutcomeUnknown { .. } => {
+            Self::OutcomeUnknown { .. }
+            | Self::ShuttingDown
+            | Self::TooManySubscriptions { .. } => {
                 details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
             }
-            Self::Unimplemented(_) | Self::Internal(_) => {}
+            Self::SubscriptionNotFound(_)
+            | Self::FailedPrecondition { .. }
+            | Self::Unimplemented(_)
+            | Self::Internal(_) => {}
         }
         details.set_error_info(self.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(self.code(), self.to_string(), details)

@@ -1,34 +1,54 @@
-//! `MessagingService`: publish (single, batch, typed events); subscribe,
-//! poll and ack answer UNIMPLEMENTED until their behaviour lands.
+//! `MessagingService`: publish (single, batch, typed events), subscribe,
+//! poll and ack.
 
+mod ack;
 mod deadline;
 mod events;
 pub mod headers;
+mod poll;
 mod publish;
+pub mod subscribe;
 
 pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
 
 use crate::{
     error::GatewayError,
+    iggy::IggyPool,
     proto::{self, messaging_service_server::MessagingService},
     validate,
 };
 use publish::{Entry, EntryResult, Route};
-use std::pin::Pin;
-use tokio_stream::Stream;
+use std::sync::Arc;
+use subscribe::{SubscribeLimits, Subscriptions};
 use tonic::{Request, Response, Status};
 
 /// The MessagingService implementation.
 #[derive(Clone)]
 pub struct Messaging {
+    pool: IggyPool,
     publisher: Publisher,
     limits: PublishLimits,
+    subscriptions: Arc<Subscriptions>,
+    subscribe_limits: SubscribeLimits,
 }
 
 impl Messaging {
-    /// Serves messaging calls through `publisher`, within `limits`.
-    pub fn new(publisher: Publisher, limits: PublishLimits) -> Self {
-        Self { publisher, limits }
+    /// Serves messaging calls: publishing through `publisher` within
+    /// `limits`, streams through `subscriptions`, polls and acks over `pool`.
+    pub fn new(
+        pool: IggyPool,
+        publisher: Publisher,
+        limits: PublishLimits,
+        subscriptions: Arc<Subscriptions>,
+        subscribe_limits: SubscribeLimits,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            limits,
+            subscriptions,
+            subscribe_limits,
+        }
     }
 
     fn check_batch_size(&self, field: &str, len: usize) -> Result<(), GatewayError> {
@@ -199,13 +219,8 @@ fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(GatewayError::into_status)
 }
 
-fn unimplemented<T>(method: &'static str) -> Result<Response<T>, Status> {
-    Err(GatewayError::Unimplemented(method).into_status())
-}
-
 /// The server stream type of `Subscribe`.
-pub type SubscribeStream =
-    Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send + 'static>>;
+pub type SubscribeStream = subscribe::SubscribeStream;
 
 #[tonic::async_trait]
 impl MessagingService for Messaging {
@@ -241,22 +256,22 @@ impl MessagingService for Messaging {
 
     async fn subscribe(
         &self,
-        _request: Request<proto::SubscribeRequest>,
+        request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        unimplemented("Subscribe")
+        respond(self.subscriptions.subscribe(request.into_inner()).await)
     }
 
     async fn poll(
         &self,
-        _request: Request<proto::PollRequest>,
+        request: Request<proto::PollRequest>,
     ) -> Result<Response<proto::PollResponse>, Status> {
-        unimplemented("Poll")
+        respond(poll::poll(&self.pool, &self.subscribe_limits, request.into_inner()).await)
     }
 
     async fn ack(
         &self,
-        _request: Request<proto::AckRequest>,
+        request: Request<proto::AckRequest>,
     ) -> Result<Response<proto::AckResponse>, Status> {
-        unimplemented("Ack")
+        respond(ack::ack(&self.pool, &self.subscriptions, request.into_inner()).await)
     }
 }

@@ -13,6 +13,7 @@ mod outcome;
 mod pool;
 mod publish;
 mod reflection;
+mod subscribe;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -27,6 +28,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(pool::tests());
     tests.extend(publish::tests());
     tests.extend(outcome::tests());
+    tests.extend(subscribe::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests

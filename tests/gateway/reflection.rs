@@ -1,10 +1,8 @@
-//! The contract as a client discovers it: reflection v1 and v1alpha list the
-//! gateway's services; messaging calls not built yet answer UNIMPLEMENTED.
+//! The contract as a client discovers it: reflection v1 and v1alpha list and
+//! describe the gateway's services.
 
-use crate::support::{Env, TestBody, expect_code};
-use iggy_grpc::proto;
+use crate::support::{Env, TestBody};
 use tokio_stream::StreamExt;
-use tonic::Code;
 use tonic_reflection::pb::{v1, v1alpha};
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
@@ -88,15 +86,6 @@ async fn reflection_v1(env: Env) {
             "{method} missing from {methods:?}"
         );
     }
-
-    // Not built yet: a clear UNIMPLEMENTED, not a hang or a crash.
-    expect_code(
-        gateway
-            .messaging()
-            .poll(proto::PollRequest::default())
-            .await,
-        Code::Unimplemented,
-    );
 }
 
 async fn reflection_v1alpha(env: Env) {

@@ -11,6 +11,7 @@ pub use route::{PartitionRouter, Route, key_partition};
 use crate::{
     error::{GatewayError, is_connection_lost},
     iggy::IggyPool,
+    messaging::subscribe::Wakeups,
     proto,
 };
 use futures_util::future::join_all;
@@ -35,6 +36,7 @@ pub type EntryResult = Result<proto::PublishResult, GatewayError>;
 pub struct Publisher {
     pool: IggyPool,
     router: Arc<PartitionRouter>,
+    wakeups: Arc<Wakeups>,
 }
 
 /// The entries bound for one partition, in request order.
@@ -54,9 +56,14 @@ struct Sent {
 }
 
 impl Publisher {
-    /// A publisher over `pool`, routing with `router`.
-    pub fn new(pool: IggyPool, router: Arc<PartitionRouter>) -> Self {
-        Self { pool, router }
+    /// A publisher over `pool`, routing with `router`, waking this topic's
+    /// subscriptions through `wakeups` after each publish.
+    pub fn new(pool: IggyPool, router: Arc<PartitionRouter>, wakeups: Arc<Wakeups>) -> Self {
+        Self {
+            pool,
+            router,
+            wakeups,
+        }
     }
 
     /// Publishes `entries` to one topic. The outer error is for the whole
@@ -148,6 +155,7 @@ impl Publisher {
                 break;
             }
         }
+        self.wakeups.wake(stream, topic);
         Ok(results
             .into_iter()
             .map(|result| {

@@ -4,9 +4,11 @@
 
 mod gateway;
 mod iggy;
+mod subscription;
 
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client};
+pub use subscription::{Event, Subscription};
 
 use std::{
     future::Future,

@@ -7,6 +7,7 @@ fn is_named(id: &Identifier) -> bool {
     id.kind == IdKind::String
 }
 
+/// Stream not found, by id or by name.
 pub fn stream(stream: &Identifier) -> IggyError {
     if is_named(stream) {
         IggyError::StreamNameNotFound(stream.as_string())
@@ -15,6 +16,7 @@ pub fn stream(stream: &Identifier) -> IggyError {
     }
 }
 
+/// Topic not found, by id or by name.
 pub fn topic(stream: &Identifier, topic: &Identifier) -> IggyError {
     if is_named(topic) {
         IggyError::TopicNameNotFound(topic.as_string(), stream.as_string())
@@ -23,6 +25,7 @@ pub fn topic(stream: &Identifier, topic: &Identifier) -> IggyError {
     }
 }
 
+/// Consumer group not found, by id or by name.
 pub fn consumer_group(topic: &Identifier, group: &Identifier) -> IggyError {
     if is_named(group) {
         IggyError::ConsumerGroupNameNotFound(group.as_string(), topic.clone())

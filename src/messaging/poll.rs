@@ -1,0 +1,244 @@
+//! Unary Poll: one batch with the same consumer, start and ack options as
+//! Subscribe, for clients that cannot stream. Named consumers read over the
+//! pool; a group member needs membership, so it polls on a connection of its
+//! own that joins the group for the call and leaves after it.
+
+use crate::{
+    error::{GatewayError, is_connection_lost, not_found},
+    iggy::IggyPool,
+    messaging::subscribe::{
+        AckMode, ReadFrom, Reader, Spec, Start, SubscribeLimits, decode_token, delivered,
+        encode_token, fingerprint,
+    },
+    proto,
+};
+use iggy::prelude::{
+    ConsumerOffsetClient, IggyError, MessageClient, PolledMessages, StreamClient, TopicClient,
+};
+use std::collections::BTreeMap;
+
+/// Serves one Poll call.
+pub async fn poll(
+    pool: &IggyPool,
+    limits: &SubscribeLimits,
+    request: proto::PollRequest,
+) -> Result<proto::PollResponse, GatewayError> {
+    let spec = Spec::poll(&request, limits)?;
+    if spec.is_group() {
+        let reader = Reader::open(pool.target(), spec.clone()).await?;
+        let ids = reader.ids;
+        let partitions = reader.partitions().await;
+        let result = match partitions {
+            Ok((_, partitions)) => read(&ReaderSource(&reader), &spec, ids, partitions).await,
+            Err(error) => Err(error),
+        };
+        reader.close().await;
+        return result;
+    }
+    let source = PoolSource { pool, spec: &spec };
+    let (ids, count) = source.topic().await?;
+    let partitions = match spec.partition {
+        Some(partition) if partition >= count => {
+            return Err(GatewayError::Iggy(IggyError::PartitionNotFound(
+                partition as usize,
+                spec.topic.clone(),
+                spec.stream.clone(),
+            )));
+        }
+        Some(partition) => vec![partition],
+        None => (0..count).collect(),
+    };
+    read(&source, &spec, ids, partitions).await
+}
+
+/// Where a poll reads from: the pool, or a member's own connection.
+trait Source {
+    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError>;
+    async fn poll(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        count: u32,
+    ) -> Result<PolledMessages, GatewayError>;
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError>;
+}
+
+async fn read(
+    source: &impl Source,
+    spec: &Spec,
+    ids: (u32, u32),
+    partitions: Vec<u32>,
+) -> Result<proto::PollResponse, GatewayError> {
+    let topic_fingerprint = fingerprint(ids.0, ids.1);
+    let resume = match &spec.start {
+        Start::Resume(token) => Some(decode_token(
+            "start.resume_token",
+            token,
+            topic_fingerprint,
+        )?),
+        _ => None,
+    };
+    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut last_read: BTreeMap<u32, u64> = BTreeMap::new();
+    // Start at a different partition each call, so one busy partition does
+    // not starve the others.
+    let first = rand::random_range(0..partitions.len().max(1));
+    for index in 0..partitions.len() {
+        let partition = partitions[(first + index) % partitions.len()];
+        let from = match (resume.as_ref().and_then(|r| r.get(&partition)), &spec.start) {
+            (Some(offset), _) => ReadFrom::Offset(*offset),
+            (None, Start::Offset(offset)) => ReadFrom::Offset(*offset),
+            (None, Start::Timestamp(micros)) => ReadFrom::Timestamp(*micros),
+            (None, Start::First) => ReadFrom::First,
+            (None, Start::Last) => ReadFrom::Last,
+            (None, Start::Next | Start::Resume(_)) => {
+                ReadFrom::Offset(source.stored_offset(partition).await?.map_or(0, |o| o + 1))
+            }
+        };
+        if let ReadFrom::Offset(offset) = from {
+            next.insert(partition, offset);
+        }
+        let room = spec.batch_size.saturating_sub(messages.len() as u32);
+        if room == 0 {
+            continue;
+        }
+        let polled = source.poll(partition, from, room).await?;
+        for message in polled.messages {
+            let offset = message.header.offset;
+            next.insert(partition, offset + 1);
+            last_read.insert(partition, offset);
+            messages.push(delivered(partition, message));
+        }
+    }
+    if spec.ack_mode == AckMode::Auto {
+        for (partition, offset) in &last_read {
+            source.commit(*partition, *offset).await?;
+        }
+    }
+    Ok(proto::PollResponse {
+        messages,
+        resume_token: encode_token(topic_fingerprint, &next),
+    })
+}
+
+struct ReaderSource<'a>(&'a Reader);
+
+impl Source for ReaderSource<'_> {
+    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
+        self.0
+            .stored_offset(partition)
+            .await
+            .map_err(unavailable_if_lost)
+    }
+
+    async fn poll(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        count: u32,
+    ) -> Result<PolledMessages, GatewayError> {
+        self.0
+            .poll(partition, from, count)
+            .await
+            .map_err(unavailable_if_lost)
+    }
+
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        self.0
+            .commit(partition, offset)
+            .await
+            .map_err(unavailable_if_lost)
+    }
+}
+
+fn unavailable_if_lost(error: IggyError) -> GatewayError {
+    if is_connection_lost(&error) {
+        GatewayError::IggyUnavailable
+    } else {
+        GatewayError::Iggy(error)
+    }
+}
+
+struct PoolSource<'a> {
+    pool: &'a IggyPool,
+    spec: &'a Spec,
+}
+
+impl PoolSource<'_> {
+    /// The numeric stream and topic ids, and the partition count.
+    async fn topic(&self) -> Result<((u32, u32), u32), GatewayError> {
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        self.pool
+            .call(move |client| async move {
+                let stream_details = client
+                    .get_stream(&stream)
+                    .await?
+                    .ok_or_else(|| not_found::stream(&stream))?;
+                let topic_details = client
+                    .get_topic(&stream, &topic)
+                    .await?
+                    .ok_or_else(|| not_found::topic(&stream, &topic))?;
+                Ok((
+                    (stream_details.id, topic_details.id),
+                    topic_details.partitions_count,
+                ))
+            })
+            .await
+    }
+}
+
+impl Source for PoolSource<'_> {
+    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
+        let spec = self.spec.clone();
+        self.pool
+            .call(move |client| async move {
+                let stored = client
+                    .get_consumer_offset(&spec.consumer, &spec.stream, &spec.topic, Some(partition))
+                    .await?;
+                Ok(stored.map(|info| info.stored_offset))
+            })
+            .await
+    }
+
+    async fn poll(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        count: u32,
+    ) -> Result<PolledMessages, GatewayError> {
+        let spec = self.spec.clone();
+        self.pool
+            .call(move |client| async move {
+                client
+                    .poll_messages(
+                        &spec.stream,
+                        &spec.topic,
+                        Some(partition),
+                        &spec.consumer,
+                        &from.strategy(),
+                        from.count(count),
+                        false,
+                    )
+                    .await
+            })
+            .await
+    }
+
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        let spec = self.spec.clone();
+        self.pool
+            .call(move |client| async move {
+                client
+                    .store_consumer_offset(
+                        &spec.consumer,
+                        &spec.stream,
+                        &spec.topic,
+                        Some(partition),
+                        offset,
+                    )
+                    .await
+            })
+            .await
+    }
+}

@@ -1,0 +1,161 @@
+//! Subscribe and Ack: resumable, flow-controlled server-streaming delivery.
+//!
+//! Every subscription runs in its own task on its own Iggy connection (never
+//! the publish/admin pool, never shared with another group member). It reads
+//! explicit partitions by offset, so the gateway knows each position exactly:
+//! every batch and heartbeat carries a resume token, auto-ack commits happen
+//! when the transport takes a batch, manual-ack commits only on Ack.
+
+mod in_flight;
+mod reader;
+mod session;
+mod spec;
+mod token;
+mod wakeups;
+
+pub use reader::{ReadFrom, Reader};
+pub use session::delivered;
+pub use spec::{AckMode, Spec, Start, SubscribeLimits};
+pub use token::{Positions, decode as decode_token, encode as encode_token, fingerprint};
+pub use wakeups::Wakeups;
+
+use crate::{error::GatewayError, iggy::IggyTarget, proto};
+use session::{AckCommand, Item, Session, Wiring};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::Status;
+use tracing::info;
+
+/// The server stream a Subscribe call returns.
+pub type SubscribeStream =
+    Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send + 'static>>;
+
+/// Acks waiting to be served per subscription.
+const ACK_QUEUE: usize = 64;
+
+/// The live subscriptions of this gateway.
+pub struct Subscriptions {
+    target: IggyTarget,
+    limits: SubscribeLimits,
+    slots: Arc<Semaphore>,
+    acks: Arc<Mutex<HashMap<String, mpsc::Sender<AckCommand>>>>,
+    shutdown: watch::Receiver<bool>,
+    wakeups: Arc<Wakeups>,
+}
+
+impl Subscriptions {
+    /// Subscriptions connecting to `target`, within `limits`, ending when
+    /// `shutdown` turns true; `wakeups` is shared with the publisher.
+    pub fn new(
+        target: IggyTarget,
+        limits: SubscribeLimits,
+        shutdown: watch::Receiver<bool>,
+        wakeups: Arc<Wakeups>,
+    ) -> Self {
+        Self {
+            target,
+            slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            limits,
+            acks: Arc::default(),
+            shutdown,
+            wakeups,
+        }
+    }
+
+    /// Starts a subscription. Errors found before the first message (bad
+    /// input, unknown topic, Iggy unreachable, too many subscriptions) are
+    /// the call's status; later ones end the stream with a status carrying
+    /// the resume token in its ErrorInfo metadata.
+    pub async fn subscribe(
+        &self,
+        request: proto::SubscribeRequest,
+    ) -> Result<SubscribeStream, GatewayError> {
+        let spec = Spec::subscribe(&request, &self.limits)?;
+        if *self.shutdown.borrow() {
+            return Err(GatewayError::ShuttingDown);
+        }
+        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            GatewayError::TooManySubscriptions {
+                limit: self.limits.max_subscriptions,
+            }
+        })?;
+        let reader = Reader::open(&self.target, spec.clone()).await?;
+        let wakeup = Arc::new(Notify::new());
+        self.wakeups.register(&reader.wakeup_keys, &wakeup);
+
+        let (responses, responses_rx) = mpsc::channel::<Item>(self.limits.buffered_batches);
+        let (commits_tx, commits) = mpsc::unbounded_channel();
+        let (acks_tx, acks) = mpsc::channel(ACK_QUEUE);
+        let wiring = Wiring {
+            responses,
+            commits,
+            acks,
+            shutdown: self.shutdown.clone(),
+            wakeup,
+            _slot: permit,
+        };
+        let session = match Session::start(reader, spec, self.limits.clone(), wiring).await {
+            Ok(session) => session,
+            Err((reader, error)) => {
+                reader.close().await;
+                return Err(error);
+            }
+        };
+        let id = session.id().to_owned();
+        self.lock_acks().insert(id.clone(), acks_tx);
+        let registry = Arc::clone(&self.acks);
+        tokio::spawn(async move {
+            info!(subscription = %id, "subscription started");
+            session.run().await;
+            registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        });
+
+        // Auto-ack offsets are stored once the transport takes their batch:
+        // that is when tonic pulls it from this stream.
+        let stream = ReceiverStream::new(responses_rx).map(move |item: Item| {
+            if let Some(commit) = item.commit {
+                let _ = commits_tx.send(commit);
+            }
+            item.response
+        });
+        Ok(Box::pin(stream))
+    }
+
+    /// Acknowledges `offset` of `partition` on a live manual-ack subscription.
+    pub async fn ack(
+        &self,
+        subscription_id: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), GatewayError> {
+        let sender = self
+            .lock_acks()
+            .get(subscription_id)
+            .cloned()
+            .ok_or_else(|| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(AckCommand {
+                partition,
+                offset,
+                reply,
+            })
+            .await
+            .map_err(|_| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
+        answer
+            .await
+            .map_err(|_| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<AckCommand>>> {
+        self.acks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,610 @@
+//! One subscription's delivery loop: polls its partitions in turn, sends
+//! batches into a bounded channel (a slow client stops the polling), commits
+//! per ack mode, sends heartbeats while idle, and ends with a status.
+
+use super::{
+    in_flight::InFlight,
+    reader::{ReadFrom, Reader, is_assignment_stale},
+    spec::{AckMode, Spec, Start, SubscribeLimits},
+    token::{self, Positions},
+};
+use crate::{
+    error::{GatewayError, is_connection_lost},
+    messaging::headers,
+    proto::{self, subscribe_response::Kind},
+};
+use iggy::prelude::{IggyError, IggyMessage, PolledMessages};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot, watch},
+    time::Instant,
+};
+use tonic::Status;
+use tracing::debug;
+use uuid::Uuid;
+
+/// How often a named consumer re-reads the topic's partitions (a group
+/// member re-reads its assignment before every round of polls instead).
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// The first pause after a round of empty polls; doubles to the limit.
+const FIRST_IDLE_BACKOFF: Duration = Duration::from_millis(1);
+/// How long the final status may wait for room in a full channel.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
+
+/// Offsets to store once a batch has been handed to the transport.
+pub type Commit = Vec<(u32, u64)>;
+
+/// What the session sends: a response, and for auto-ack the offsets to store
+/// when the transport takes it.
+pub struct Item {
+    pub response: Result<proto::SubscribeResponse, Status>,
+    pub commit: Option<Commit>,
+}
+
+/// An Ack for this subscription, answered once the offset is stored.
+pub struct AckCommand {
+    pub partition: u32,
+    pub offset: u64,
+    pub reply: oneshot::Sender<Result<(), GatewayError>>,
+}
+
+/// Why delivery stopped.
+enum End {
+    /// The client went away: nothing more to send.
+    ClientGone,
+    /// End the stream with this error.
+    Failed(GatewayError),
+}
+
+impl From<GatewayError> for End {
+    fn from(error: GatewayError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<IggyError> for End {
+    fn from(error: IggyError) -> Self {
+        Self::Failed(GatewayError::Iggy(error))
+    }
+}
+
+/// The channels a session talks through.
+pub struct Wiring {
+    pub responses: mpsc::Sender<Item>,
+    pub commits: mpsc::UnboundedReceiver<Commit>,
+    pub acks: mpsc::Receiver<AckCommand>,
+    pub shutdown: watch::Receiver<bool>,
+    pub wakeup: Arc<Notify>,
+    /// Held for the session's life: one of the gateway's subscription slots.
+    pub _slot: OwnedSemaphorePermit,
+}
+
+/// A running subscription.
+pub struct Session {
+    id: String,
+    reader: Reader,
+    spec: Spec,
+    limits: SubscribeLimits,
+    fingerprint: u32,
+    partitions: Vec<u32>,
+    generation: u64,
+    from: BTreeMap<u32, ReadFrom>,
+    delivered: BTreeMap<u32, u64>,
+    committed: BTreeMap<u32, u64>,
+    in_flight: InFlight,
+    rotation: usize,
+    last_sent: Instant,
+    refresh_at: Instant,
+    wiring: Wiring,
+}
+
+impl Session {
+    /// Reads the partitions and resolves where each one starts. Fails (and
+    /// the Subscribe call with it) on a bad resume token or an Iggy error.
+    pub async fn start(
+        reader: Reader,
+        spec: Spec,
+        limits: SubscribeLimits,
+        wiring: Wiring,
+    ) -> Result<Self, (Reader, GatewayError)> {
+        let fingerprint = token::fingerprint(reader.ids.0, reader.ids.1);
+        let resume = match &spec.start {
+            Start::Resume(text) => match token::decode("start.resume_token", text, fingerprint) {
+                Ok(positions) => Some(positions),
+                Err(error) => return Err((reader, error)),
+            },
+            _ => None,
+        };
+        let (generation, partitions) = match reader.partitions().await {
+            Ok(assignment) => assignment,
+            Err(error) => return Err((reader, error)),
+        };
+        let mut session = Self {
+            id: Uuid::new_v4().to_string(),
+            reader,
+            spec,
+            limits,
+            fingerprint,
+            partitions: Vec::new(),
+            generation,
+            from: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            in_flight: InFlight::default(),
+            rotation: 0,
+            last_sent: Instant::now(),
+            refresh_at: Instant::now() + REFRESH_INTERVAL,
+            wiring,
+        };
+        match session.adopt(partitions, resume.as_ref(), true).await {
+            Ok(()) => {}
+            Err(End::Failed(error)) => return Err((session.reader, error)),
+            Err(End::ClientGone) => {
+                return Err((
+                    session.reader,
+                    GatewayError::Internal("client gone before start".into()),
+                ));
+            }
+        }
+        Ok(session)
+    }
+
+    /// The subscription's id, for Ack calls.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Delivers until the client leaves, Iggy fails or the gateway stops;
+    /// then sends the final status and releases the connection (leaving the
+    /// group).
+    pub async fn run(mut self) {
+        let end = self.deliver().await;
+        if let End::Failed(error) = end {
+            let metadata = HashMap::from([("resume_token".to_owned(), self.token())]);
+            let status = error.into_status_with(metadata);
+            let item = Item {
+                response: Err(status),
+                commit: None,
+            };
+            let responses = self.wiring.responses.clone();
+            tokio::select! {
+                _ = responses.send(item) => {}
+                () = responses.closed() => {}
+                () = tokio::time::sleep(FINAL_STATUS_WAIT) => {}
+            }
+        }
+        // Offsets handed to the transport before the end are stored too.
+        let _ = self.apply_commits().await;
+        debug!(subscription = %self.id, "subscription ended");
+        self.reader.close().await;
+    }
+
+    async fn deliver(&mut self) -> End {
+        let subscribed = Kind::Subscribed(proto::Subscribed {
+            subscription_id: self.id.clone(),
+            partition_ids: self.partitions.clone(),
+        });
+        if let Err(end) = self.send(subscribed, None).await {
+            return end;
+        }
+        let mut empty_polls = 0usize;
+        let mut backoff = FIRST_IDLE_BACKOFF;
+        loop {
+            if let Err(end) = self.step(&mut empty_polls, &mut backoff).await {
+                return end;
+            }
+        }
+    }
+
+    /// One turn of the loop: housekeeping, then one poll or one wait.
+    async fn step(&mut self, empty_polls: &mut usize, backoff: &mut Duration) -> Result<(), End> {
+        self.apply_commits().await?;
+        if *self.wiring.shutdown.borrow() {
+            return Err(GatewayError::ShuttingDown.into());
+        }
+        if Instant::now() >= self.refresh_at {
+            self.refresh().await?;
+        }
+        let idle = *empty_polls >= self.partitions.len().max(1);
+        let blocked = self.spec.ack_mode == AckMode::Manual
+            && self.in_flight.is_full(
+                self.spec.max_in_flight_messages,
+                self.spec.max_in_flight_bytes,
+            );
+        if blocked || self.partitions.is_empty() || idle {
+            let pause = if blocked || self.partitions.is_empty() {
+                self.limits.max_idle_backoff
+            } else {
+                *backoff
+            };
+            if self.wait(pause).await? {
+                // Woken by a publish or an ack: poll again at once.
+                *empty_polls = 0;
+                *backoff = FIRST_IDLE_BACKOFF;
+            } else {
+                *backoff = (*backoff * 2).min(self.limits.max_idle_backoff);
+            }
+            if blocked || self.partitions.is_empty() {
+                return Ok(());
+            }
+        }
+        // A group member learns of rebalances only by asking (Iggy answers a
+        // poll of a partition it lost with no messages, not an error), so it
+        // asks before each round: a partition lost and regained in between
+        // is then read from the group's stored offset, not from a stale one.
+        if self.reader.is_member() && self.rotation.is_multiple_of(self.partitions.len()) {
+            self.refresh().await?;
+            if self.partitions.is_empty() {
+                return Ok(());
+            }
+        }
+        let partition = self.partitions[self.rotation % self.partitions.len()];
+        self.rotation = self.rotation.wrapping_add(1);
+        let from = self
+            .from
+            .get(&partition)
+            .copied()
+            .unwrap_or(ReadFrom::Offset(0));
+        // Manual ack: never poll more than the in-flight limit leaves room for.
+        let count = if self.spec.ack_mode == AckMode::Manual {
+            self.in_flight
+                .room(self.spec.max_in_flight_messages)
+                .clamp(1, self.spec.batch_size)
+        } else {
+            self.spec.batch_size
+        };
+        match self.reader.poll(partition, from, count).await {
+            Ok(polled) if !polled.messages.is_empty() => {
+                *empty_polls = 0;
+                *backoff = FIRST_IDLE_BACKOFF;
+                self.deliver_batch(partition, polled).await
+            }
+            Ok(polled) => {
+                self.note_empty(partition, from, &polled);
+                *empty_polls += 1;
+                Ok(())
+            }
+            Err(error) if is_assignment_stale(&error) => {
+                self.refresh_at = Instant::now();
+                Ok(())
+            }
+            Err(error) if is_connection_lost(&error) => Err(GatewayError::IggyUnavailable.into()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Waits up to `pause` for news; true when woken by a publish or an ack
+    /// rather than by the timer. Sends a heartbeat when one is due.
+    async fn wait(&mut self, pause: Duration) -> Result<bool, End> {
+        let heartbeat_due = self.last_sent + self.spec.heartbeat;
+        let until = (Instant::now() + pause).min(heartbeat_due);
+        let responses = self.wiring.responses.clone();
+        let wakeup = Arc::clone(&self.wiring.wakeup);
+        let woken = tokio::select! {
+            () = tokio::time::sleep_until(until) => false,
+            () = wakeup.notified() => true,
+            () = responses.closed() => return Err(End::ClientGone),
+            _ = self.wiring.shutdown.changed() => false,
+            command = self.wiring.acks.recv() => {
+                if let Some(command) = command {
+                    self.acknowledge(command).await;
+                }
+                true
+            }
+        };
+        if Instant::now() >= heartbeat_due {
+            self.heartbeat();
+        }
+        Ok(woken)
+    }
+
+    fn heartbeat(&mut self) {
+        let positions = self
+            .positions()
+            .into_iter()
+            .map(|(partition_id, next_offset)| proto::PartitionPosition {
+                partition_id,
+                next_offset,
+            })
+            .collect();
+        let heartbeat = Kind::Heartbeat(proto::Heartbeat {
+            resume_token: self.token(),
+            positions,
+        });
+        // A full channel means the client is busy reading, not idle.
+        let item = Item {
+            response: Ok(proto::SubscribeResponse {
+                kind: Some(heartbeat),
+            }),
+            commit: None,
+        };
+        if self.wiring.responses.try_send(item).is_ok() {
+            self.last_sent = Instant::now();
+        }
+    }
+
+    async fn deliver_batch(&mut self, partition: u32, polled: PolledMessages) -> Result<(), End> {
+        let expected = match self.from.get(&partition) {
+            Some(ReadFrom::Offset(next)) => *next,
+            _ => 0,
+        };
+        let mut messages = Vec::with_capacity(polled.messages.len());
+        let mut last = None;
+        for message in polled.messages {
+            let offset = message.header.offset;
+            if offset < expected {
+                continue;
+            }
+            let bytes = (message.payload.len()
+                + message.user_headers.as_ref().map_or(0, |h| h.len()))
+                as u64;
+            if self.spec.ack_mode == AckMode::Manual {
+                self.in_flight.add(partition, offset, bytes);
+            }
+            messages.push(delivered(partition, message));
+            last = Some(offset);
+        }
+        let Some(last) = last else { return Ok(()) };
+        self.from.insert(partition, ReadFrom::Offset(last + 1));
+        self.delivered.insert(partition, last);
+        let commit = (self.spec.ack_mode == AckMode::Auto).then(|| vec![(partition, last)]);
+        let batch = Kind::Batch(proto::MessageBatch {
+            messages,
+            resume_token: self.token(),
+        });
+        self.send(batch, commit).await
+    }
+
+    /// A poll came back empty: settle where a start strategy leaves the
+    /// partition, so it is read by offset from now on.
+    fn note_empty(&mut self, partition: u32, from: ReadFrom, polled: &PolledMessages) {
+        if matches!(from, ReadFrom::First | ReadFrom::Last) {
+            let next = if polled.current_offset == 0 {
+                0
+            } else {
+                polled.current_offset + 1
+            };
+            self.from.insert(partition, ReadFrom::Offset(next));
+        }
+    }
+
+    /// Sends one response, waiting for room (back-pressure) while still
+    /// serving acks and noticing a departed client or a shutdown.
+    async fn send(&mut self, kind: Kind, commit: Option<Commit>) -> Result<(), End> {
+        let responses = self.wiring.responses.clone();
+        let item = Item {
+            response: Ok(proto::SubscribeResponse { kind: Some(kind) }),
+            commit,
+        };
+        loop {
+            tokio::select! {
+                permit = responses.reserve() => {
+                    let permit = permit.map_err(|_| End::ClientGone)?;
+                    permit.send(item);
+                    self.last_sent = Instant::now();
+                    return Ok(());
+                }
+                command = self.wiring.acks.recv() => {
+                    if let Some(command) = command {
+                        self.acknowledge(command).await;
+                    }
+                }
+                _ = self.wiring.shutdown.changed() => {
+                    if *self.wiring.shutdown.borrow() {
+                        return Err(GatewayError::ShuttingDown.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores the offsets of batches the transport has taken (auto-ack).
+    async fn apply_commits(&mut self) -> Result<(), End> {
+        let mut latest: BTreeMap<u32, u64> = BTreeMap::new();
+        while let Ok(commit) = self.wiring.commits.try_recv() {
+            for (partition, offset) in commit {
+                let entry = latest.entry(partition).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+        }
+        for (partition, offset) in latest {
+            self.store(partition, offset).await?;
+        }
+        Ok(())
+    }
+
+    async fn store(&mut self, partition: u32, offset: u64) -> Result<(), End> {
+        if self
+            .committed
+            .get(&partition)
+            .is_some_and(|stored| *stored >= offset)
+        {
+            return Ok(());
+        }
+        match self.reader.commit(partition, offset).await {
+            Ok(()) => {
+                self.committed.insert(partition, offset);
+                Ok(())
+            }
+            // The partition moved to another member: its offset is theirs now.
+            Err(error) if is_assignment_stale(&error) => {
+                self.refresh_at = Instant::now();
+                Ok(())
+            }
+            Err(error) if is_connection_lost(&error) => Err(GatewayError::IggyUnavailable.into()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Serves one Ack: only delivered offsets may be acknowledged.
+    async fn acknowledge(&mut self, command: AckCommand) {
+        let result = self.acknowledged(command.partition, command.offset).await;
+        let _ = command.reply.send(result);
+    }
+
+    async fn acknowledged(&mut self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        if self.spec.ack_mode != AckMode::Manual {
+            return Err(GatewayError::FailedPrecondition {
+                reason: "NOT_MANUAL_ACK",
+                message: "this subscription does not use ACK_MODE_MANUAL; its offsets are not acknowledged by Ack".into(),
+            });
+        }
+        match self.delivered.get(&partition) {
+            Some(last) if offset <= *last => {}
+            Some(last) => {
+                return Err(GatewayError::FailedPrecondition {
+                    reason: "OFFSET_NOT_DELIVERED",
+                    message: format!(
+                        "offset {offset} of partition {partition} was not delivered on this subscription (last delivered: {last})"
+                    ),
+                });
+            }
+            None => {
+                return Err(GatewayError::FailedPrecondition {
+                    reason: "OFFSET_NOT_DELIVERED",
+                    message: format!(
+                        "nothing of partition {partition} was delivered on this subscription"
+                    ),
+                });
+            }
+        }
+        match self.store(partition, offset).await {
+            Ok(()) => {}
+            Err(End::Failed(error)) => return Err(error),
+            Err(End::ClientGone) => {
+                return Err(GatewayError::SubscriptionNotFound(self.id.clone()));
+            }
+        }
+        self.in_flight.release(partition, offset);
+        Ok(())
+    }
+
+    /// Re-reads the partitions (new partitions, group rebalances).
+    async fn refresh(&mut self) -> Result<(), End> {
+        self.refresh_at = Instant::now() + REFRESH_INTERVAL;
+        let (generation, partitions) = match self.reader.partitions().await {
+            Ok(assignment) => assignment,
+            Err(GatewayError::Iggy(error)) if is_connection_lost(&error) => {
+                return Err(GatewayError::IggyUnavailable.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if partitions != self.partitions {
+            self.adopt(partitions, None, false).await?;
+        }
+        if generation != self.generation {
+            self.generation = generation;
+            self.catch_up_with_group().await?;
+        }
+        Ok(())
+    }
+
+    /// After a rebalance, a partition may have been read by another member
+    /// in between (lost and regained between two refreshes): skip what the
+    /// group has stored beyond this member's position, keep this member's
+    /// own progress where it is further.
+    async fn catch_up_with_group(&mut self) -> Result<(), End> {
+        if !self.reader.is_member() {
+            return Ok(());
+        }
+        self.apply_commits().await?;
+        for partition in self.partitions.clone() {
+            let stored = match self.reader.stored_offset(partition).await {
+                Ok(stored) => stored,
+                Err(error) if is_connection_lost(&error) => {
+                    return Err(GatewayError::IggyUnavailable.into());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if let (Some(stored), Some(ReadFrom::Offset(next))) =
+                (stored, self.from.get(&partition).copied())
+                && stored + 1 > next
+            {
+                self.from.insert(partition, ReadFrom::Offset(stored + 1));
+                self.delivered.remove(&partition);
+                self.in_flight.forget(partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `partitions` as the ones to read. Partitions read from the start
+    /// of the subscription begin where the request says; partitions gained
+    /// later (new, or rebalanced to this member) begin after the consumer's
+    /// stored offset, as do partitions a resume token does not name.
+    async fn adopt(
+        &mut self,
+        partitions: Vec<u32>,
+        resume: Option<&Positions>,
+        initial: bool,
+    ) -> Result<(), End> {
+        for gone in self.partitions.iter().filter(|p| !partitions.contains(p)) {
+            self.from.remove(gone);
+            self.delivered.remove(gone);
+            self.committed.remove(gone);
+            self.in_flight.forget(*gone);
+        }
+        for partition in &partitions {
+            if self.from.contains_key(partition) {
+                continue;
+            }
+            let start = if let Some(next) = resume.and_then(|positions| positions.get(partition)) {
+                ReadFrom::Offset(*next)
+            } else {
+                match (&self.spec.start, initial) {
+                    (Start::Offset(offset), true) => ReadFrom::Offset(*offset),
+                    (Start::Timestamp(micros), true) => ReadFrom::Timestamp(*micros),
+                    (Start::First, true) => ReadFrom::First,
+                    (Start::Last, true) => ReadFrom::Last,
+                    _ => match self.reader.stored_offset(*partition).await {
+                        Ok(stored) => ReadFrom::Offset(stored.map_or(0, |offset| offset + 1)),
+                        Err(error) if is_connection_lost(&error) => {
+                            return Err(GatewayError::IggyUnavailable.into());
+                        }
+                        Err(error) => return Err(error.into()),
+                    },
+                }
+            };
+            self.from.insert(*partition, start);
+        }
+        self.partitions = partitions;
+        Ok(())
+    }
+
+    /// The next offset of every partition whose position is known.
+    fn positions(&self) -> Positions {
+        self.from
+            .iter()
+            .filter_map(|(partition, from)| match from {
+                ReadFrom::Offset(next) => Some((*partition, *next)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn token(&self) -> String {
+        token::encode(self.fingerprint, &self.positions())
+    }
+}
+
+/// A stored message as delivered to a client.
+pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessage {
+    let headers = message
+        .user_headers_map()
+        .ok()
+        .flatten()
+        .map(|headers| headers::from_iggy(&headers))
+        .unwrap_or_default();
+    proto::DeliveredMessage {
+        partition_id: partition,
+        offset: message.header.offset,
+        id: Uuid::from_u128(message.header.id).hyphenated().to_string(),
+        timestamp_micros: message.header.timestamp,
+        headers,
+        payload: message.payload,
+    }
+}
