@@ -85,7 +85,7 @@ pub async fn serve(
     );
     let wakeups = Arc::new(Wakeups::default());
     let subscriptions = Arc::new(Subscriptions::new(
-        pool.target().clone(),
+        pool.clone(),
         config.subscribe_limits(),
         shutting_down_rx.clone(),
         Arc::clone(&wakeups),

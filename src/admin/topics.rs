@@ -19,8 +19,16 @@ pub async fn create(
         request.message_expiry.as_ref(),
         request.max_topic_size.as_ref(),
     )?;
+    if request.messages_required_to_save == Some(0) {
+        return Err(GatewayError::invalid(
+            "messages_required_to_save",
+            "must be at least 1",
+        ));
+    }
     let options = TopicCreateOptions {
         partitions_count: Some(partitions_count),
+        enforce_fsync: request.enforce_fsync,
+        messages_required_to_save: request.messages_required_to_save,
         compression_algorithm: settings.compression,
         message_expiry: settings.message_expiry,
         max_topic_size: settings.max_topic_size,

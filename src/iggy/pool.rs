@@ -47,7 +47,7 @@ impl Default for PoolOptions {
             size: 8,
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
-            probe_interval: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(250),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
         }
@@ -187,6 +187,13 @@ impl IggyPool {
         })
     }
 
+    /// Someone else (e.g. a subscription's own connection) saw Iggy go away:
+    /// replace every idle connection now rather than at the next probe, so
+    /// no call is handed a connection from before the outage.
+    pub fn suspect_lost(&self) {
+        self.shared.retire_idle(0);
+    }
+
     /// Stops reconnecting and drops every idle connection.
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
@@ -262,11 +269,19 @@ impl Shared {
     /// A connection was lost: retire it and every idle connection made before
     /// it, and reconnect them all in the background.
     fn retire(self: &Arc<Self>, lost: Connection) {
-        let current = self.generation.load(Ordering::SeqCst);
-        if lost.generation == current {
-            self.generation.fetch_add(1, Ordering::SeqCst);
+        if lost.generation == self.generation.load(Ordering::SeqCst) {
+            self.retire_idle(1);
+        } else {
+            // Its generation was already retired with the others.
+            self.reconnect_retired(1, 1);
         }
-        let mut retired = 1;
+    }
+
+    /// Starts a new generation: every idle connection of an older one is
+    /// retired; `already` more (leased ones found broken) are counted too.
+    fn retire_idle(self: &Arc<Self>, already: usize) {
+        let current = self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut retired = already;
         {
             let mut idle = self.lock_idle();
             let mut index = 0;
@@ -286,15 +301,21 @@ impl Shared {
                 }
             }
         }
+        self.reconnect_retired(retired, already);
+    }
+
+    fn reconnect_retired(self: &Arc<Self>, retired: usize, broken: usize) {
+        if retired == 0 {
+            return;
+        }
         self.live.fetch_sub(retired, Ordering::SeqCst);
         self.publish_status();
-        if retired > 0 {
-            warn!(
-                retired,
-                server = self.target.server_address(),
-                "lost Iggy connections; reconnecting"
-            );
-        }
+        warn!(
+            retired,
+            broken,
+            server = self.target.server_address(),
+            "lost Iggy connections; reconnecting"
+        );
         if self.closed.load(Ordering::SeqCst) {
             return;
         }

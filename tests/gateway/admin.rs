@@ -273,6 +273,7 @@ async fn topic_lifecycle(env: Env) {
             max_topic_size: Some(proto::MaxTopicSize {
                 kind: Some(max_topic_size::Kind::Bytes(10_000_000_000)),
             }),
+            ..Default::default()
         })
         .await
         .expect("create topic")

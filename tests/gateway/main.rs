@@ -13,6 +13,7 @@ mod outcome;
 mod pool;
 mod publish;
 mod reflection;
+mod resilience;
 mod subscribe;
 mod support;
 
@@ -29,6 +30,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(publish::tests());
     tests.extend(outcome::tests());
     tests.extend(subscribe::tests());
+    tests.extend(resilience::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests

@@ -53,6 +53,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
         ("subscribe::bad_requests_are_refused", |env| {
             Box::pin(bad_requests(env))
         }),
+        (
+            "subscribe::a_purged_topic_does_not_hide_new_messages",
+            |env| Box::pin(purged(env)),
+        ),
     ]
 }
 
@@ -136,10 +140,13 @@ pub async fn fill(
         .expect("publish")
         .into_inner()
         .results;
-    assert!(results.iter().all(|r| matches!(
-        r.outcome,
-        Some(proto::batch_entry_result::Outcome::Stored(_))
-    )));
+    assert!(
+        results.iter().all(|r| matches!(
+            r.outcome,
+            Some(proto::batch_entry_result::Outcome::Stored(_))
+        )),
+        "{results:?}"
+    );
 }
 
 pub fn request(stream: &str, topic: &str, who: Option<proto::Consumer>) -> proto::SubscribeRequest {
@@ -861,4 +868,30 @@ async fn bad_requests(env: Env) {
         Code::NotFound,
     );
     assert!(error_reason(&no_group).is_some());
+}
+
+async fn purged(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    fill(&gateway, &stream, &topic, 1, 5, "old").await;
+    let mut subscription = Subscription::open(
+        &mut gateway.messaging(),
+        request(&stream, &topic, named(&env.unique("r"))),
+    )
+    .await
+    .expect("subscribe");
+    assert_eq!(subscription.take(5).await.len(), 5);
+    gateway
+        .admin()
+        .purge_topic(proto::PurgeTopicRequest {
+            stream: name(&stream),
+            topic: name(&topic),
+        })
+        .await
+        .expect("purge");
+    fill(&gateway, &stream, &topic, 1, 3, "new").await;
+    // The log restarts at offset 0, behind the subscription's position: it
+    // continues with what was stored after its last delivery.
+    let got = subscription.take(3).await;
+    assert_eq!(payloads(&got), vec!["new-0-0", "new-0-1", "new-0-2"]);
 }

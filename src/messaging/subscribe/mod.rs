@@ -19,7 +19,7 @@ pub use spec::{AckMode, Spec, Start, SubscribeLimits};
 pub use token::{Positions, decode as decode_token, encode as encode_token, fingerprint};
 pub use wakeups::Wakeups;
 
-use crate::{error::GatewayError, iggy::IggyTarget, proto};
+use crate::{error::GatewayError, iggy::IggyPool, proto};
 use session::{AckCommand, Item, Session, Wiring};
 use std::{
     collections::HashMap,
@@ -40,7 +40,7 @@ const ACK_QUEUE: usize = 64;
 
 /// The live subscriptions of this gateway.
 pub struct Subscriptions {
-    target: IggyTarget,
+    pool: IggyPool,
     limits: SubscribeLimits,
     slots: Arc<Semaphore>,
     acks: Arc<Mutex<HashMap<String, mpsc::Sender<AckCommand>>>>,
@@ -49,16 +49,17 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    /// Subscriptions connecting to `target`, within `limits`, ending when
-    /// `shutdown` turns true; `wakeups` is shared with the publisher.
+    /// Subscriptions connecting where `pool` does (each on a connection of
+    /// its own), within `limits`, ending when `shutdown` turns true;
+    /// `wakeups` is shared with the publisher.
     pub fn new(
-        target: IggyTarget,
+        pool: IggyPool,
         limits: SubscribeLimits,
         shutdown: watch::Receiver<bool>,
         wakeups: Arc<Wakeups>,
     ) -> Self {
         Self {
-            target,
+            pool,
             slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
             limits,
             acks: Arc::default(),
@@ -84,7 +85,7 @@ impl Subscriptions {
                 limit: self.limits.max_subscriptions,
             }
         })?;
-        let reader = Reader::open(&self.target, spec.clone()).await?;
+        let reader = Reader::open(self.pool.target(), spec.clone()).await?;
         let wakeup = Arc::new(Notify::new());
         self.wakeups.register(&reader.wakeup_keys, &wakeup);
 
@@ -97,6 +98,7 @@ impl Subscriptions {
             acks,
             shutdown: self.shutdown.clone(),
             wakeup,
+            pool: self.pool.clone(),
             _slot: permit,
         };
         let session = match Session::start(reader, spec, self.limits.clone(), wiring).await {

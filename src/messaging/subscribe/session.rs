@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     error::{GatewayError, is_connection_lost},
+    iggy::IggyPool,
     messaging::headers,
     proto::{self, subscribe_response::Kind},
 };
@@ -24,7 +25,7 @@ use tokio::{
     time::Instant,
 };
 use tonic::Status;
-use tracing::debug;
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 /// How often a named consumer re-reads the topic's partitions (a group
@@ -79,6 +80,9 @@ pub struct Wiring {
     pub acks: mpsc::Receiver<AckCommand>,
     pub shutdown: watch::Receiver<bool>,
     pub wakeup: Arc<Notify>,
+    /// Told when this subscription loses Iggy, so calls on the pool do not
+    /// meet connections from before the outage.
+    pub pool: IggyPool,
     /// Held for the session's life: one of the gateway's subscription slots.
     pub _slot: OwnedSemaphorePermit,
 }
@@ -94,6 +98,8 @@ pub struct Session {
     generation: u64,
     from: BTreeMap<u32, ReadFrom>,
     delivered: BTreeMap<u32, u64>,
+    /// When Iggy stored the last message delivered, per partition.
+    delivered_at: BTreeMap<u32, u64>,
     committed: BTreeMap<u32, u64>,
     in_flight: InFlight,
     rotation: usize,
@@ -133,6 +139,7 @@ impl Session {
             generation,
             from: BTreeMap::new(),
             delivered: BTreeMap::new(),
+            delivered_at: BTreeMap::new(),
             committed: BTreeMap::new(),
             in_flight: InFlight::default(),
             rotation: 0,
@@ -164,6 +171,9 @@ impl Session {
     pub async fn run(mut self) {
         let end = self.deliver().await;
         if let End::Failed(error) = end {
+            if matches!(error, GatewayError::IggyUnavailable) {
+                self.wiring.pool.suspect_lost();
+            }
             let metadata = HashMap::from([("resume_token".to_owned(), self.token())]);
             let status = error.into_status_with(metadata);
             let item = Item {
@@ -345,6 +355,8 @@ impl Session {
             if self.spec.ack_mode == AckMode::Manual {
                 self.in_flight.add(partition, offset, bytes);
             }
+            self.delivered_at
+                .insert(partition, message.header.timestamp);
             messages.push(delivered(partition, message));
             last = Some(offset);
         }
@@ -360,15 +372,37 @@ impl Session {
     }
 
     /// A poll came back empty: settle where a start strategy leaves the
-    /// partition, so it is read by offset from now on.
+    /// partition, so it is read by offset from now on; and when the position
+    /// is past the end of the log (the topic was purged, or Iggy lost
+    /// unflushed messages in a crash and reuses their offsets), continue with
+    /// the messages stored after the last one delivered, so none of the new
+    /// ones is skipped.
     fn note_empty(&mut self, partition: u32, from: ReadFrom, polled: &PolledMessages) {
-        if matches!(from, ReadFrom::First | ReadFrom::Last) {
-            let next = if polled.current_offset == 0 {
-                0
-            } else {
-                polled.current_offset + 1
-            };
-            self.from.insert(partition, ReadFrom::Offset(next));
+        match from {
+            ReadFrom::First | ReadFrom::Last => {
+                let next = if polled.current_offset == 0 {
+                    0
+                } else {
+                    polled.current_offset + 1
+                };
+                self.from.insert(partition, ReadFrom::Offset(next));
+            }
+            ReadFrom::Offset(next) if polled.current_offset + 1 < next => {
+                let resume = match self.delivered_at.get(&partition) {
+                    Some(micros) => ReadFrom::Timestamp(micros + 1),
+                    None => ReadFrom::Offset(0),
+                };
+                warn!(
+                    subscription = %self.id,
+                    partition,
+                    position = next,
+                    log_end = polled.current_offset,
+                    "position past the end of the log (purged, or lost in an Iggy crash); continuing after the last delivered message's time"
+                );
+                self.from.insert(partition, resume);
+                self.delivered.remove(&partition);
+            }
+            _ => {}
         }
     }
 
