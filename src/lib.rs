@@ -12,6 +12,7 @@ pub mod health;
 pub mod iggy;
 pub mod layers;
 pub mod messaging;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod validate;

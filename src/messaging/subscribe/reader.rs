@@ -218,6 +218,7 @@ impl Reader {
         from: ReadFrom,
         count: u32,
     ) -> Result<PolledMessages, IggyError> {
+        crate::metrics::count_subscription_poll();
         self.client
             .poll_messages(
                 &self.spec.stream,

@@ -1,0 +1,740 @@
+//! `cargo bench --bench gateway`: the gateway's cost over talking to Iggy
+//! directly, measured side by side in one run against one Iggy server:
+//! (a) the Iggy SDK over TCP, (b) the gateway with a tonic client, (c) Iggy's
+//! HTTP API through the SDK's HTTP transport. Also the subscription figures:
+//! publish-to-deliver latency, the poll rate of an idle subscription, and
+//! memory while a subscriber reads 1,000x slower than the publisher.
+//!
+//! Sizes come from the environment: BENCH_CLIENTS (4), BENCH_BATCHES (25 calls
+//! of 1,000 x 1 KiB per client), BENCH_READ_MESSAGES (1,000,000),
+//! BENCH_SECONDS (5, per latency workload), BENCH_SLOW_SECONDS (20).
+
+use bytes::Bytes;
+use iggy::prelude::{
+    Client, Consumer, Identifier, IggyClient, IggyMessage, MessageClient, Partitioning,
+    PollingStrategy, StreamClient, TopicClient, TopicCreateOptions, UserClient,
+};
+use iggy_grpc::{
+    Config,
+    iggy::{
+        IggyTarget,
+        embedded::{EmbeddedIggy, EmbeddedOptions},
+    },
+    proto::{
+        self, BatchMessage, ResourceId, messaging_service_client::MessagingServiceClient,
+        partitioning, resource_id, start_position, subscribe_response::Kind,
+    },
+};
+use std::{
+    env,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+const PAYLOAD: usize = 1024;
+const BATCH: usize = 1000;
+
+fn setting(name: &str, default: u64) -> u64 {
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn id(name: &str) -> Identifier {
+    Identifier::named(name).expect("identifier")
+}
+
+fn rid(name: &str) -> Option<ResourceId> {
+    Some(ResourceId {
+        kind: Some(resource_id::Kind::Name(name.into())),
+    })
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A payload of `PAYLOAD` bytes starting with the send time.
+fn payload() -> Bytes {
+    let mut bytes = vec![b'x'; PAYLOAD];
+    bytes[..8].copy_from_slice(&now_micros().to_le_bytes());
+    Bytes::from(bytes)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Row {
+    workload: &'static str,
+    mode: &'static str,
+    msgs_per_s: f64,
+    latency: Option<(Duration, Duration, Duration)>,
+}
+
+async fn create_topic(client: &IggyClient, stream: &str, topic: &str, partitions: u32) {
+    let _ = client.create_stream(stream).await;
+    client
+        .create_topic(
+            &id(stream),
+            topic,
+            &TopicCreateOptions {
+                partitions_count: Some(partitions),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create topic");
+}
+
+/// Batched publish over the SDK (TCP or HTTP): each client sends `batches`
+/// calls of 1,000 x 1 KiB to its own partition, all clients at once.
+async fn publish_sdk(clients: &[Arc<IggyClient>], stream: &str, topic: &str, batches: u64) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        let (client, stream, topic) = (Arc::clone(client), id(stream), id(topic));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..batches {
+                let mut messages: Vec<IggyMessage> = (0..BATCH)
+                    .map(|_| {
+                        IggyMessage::builder()
+                            .payload(payload())
+                            .build()
+                            .expect("message")
+                    })
+                    .collect();
+                client
+                    .send_messages(
+                        &stream,
+                        &topic,
+                        &Partitioning::partition_id(index as u32),
+                        &mut messages,
+                    )
+                    .await
+                    .expect("send");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("publisher");
+    }
+    (clients.len() as u64 * batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn batch_request(stream: &str, topic: &str, partition: u32) -> proto::PublishBatchRequest {
+    proto::PublishBatchRequest {
+        stream: rid(stream),
+        topic: rid(topic),
+        partitioning: Some(proto::Partitioning {
+            kind: Some(partitioning::Kind::PartitionId(partition)),
+        }),
+        messages: (0..BATCH)
+            .map(|_| BatchMessage {
+                message: Some(proto::Message {
+                    id: String::new(),
+                    payload: payload(),
+                    headers: Default::default(),
+                }),
+                partitioning: None,
+            })
+            .collect(),
+    }
+}
+
+/// The same batched publish through the gateway.
+async fn publish_gateway(channels: &[Channel], stream: &str, topic: &str, batches: u64) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, channel) in channels.iter().enumerate() {
+        let mut client = MessagingServiceClient::new(channel.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let (stream, topic) = (stream.to_owned(), topic.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..batches {
+                let results = client
+                    .publish_batch(batch_request(&stream, &topic, index as u32))
+                    .await
+                    .expect("publish batch")
+                    .into_inner()
+                    .results;
+                assert_eq!(results.len(), BATCH);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("publisher");
+    }
+    (channels.len() as u64 * batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Single-message publishes at a fixed rate; latency of each call.
+async fn single_latency<F, Fut>(seconds: u64, rate: u64, mut publish: F) -> (f64, Vec<Duration>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut latencies = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        ticker.tick().await;
+        let sent = Instant::now();
+        publish().await;
+        latencies.push(sent.elapsed());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    (rate, latencies)
+}
+
+fn one_message() -> Vec<IggyMessage> {
+    vec![
+        IggyMessage::builder()
+            .payload(payload())
+            .build()
+            .expect("message"),
+    ]
+}
+
+/// Reads `count` messages of one partition from offset 0 with the SDK.
+async fn read_sdk(client: &IggyClient, stream: &str, topic: &str, count: u64) -> f64 {
+    let consumer = Consumer::new(id("bench-reader"));
+    let started = Instant::now();
+    let mut next = 0u64;
+    while next < count {
+        let polled = client
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &consumer,
+                &PollingStrategy::offset(next),
+                BATCH as u32,
+                false,
+            )
+            .await
+            .expect("poll");
+        next += polled.messages.len() as u64;
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads `count` messages from offset 0 through a gateway subscription.
+async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) -> f64 {
+    let mut client =
+        MessagingServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let started = Instant::now();
+    let mut stream_ = client
+        .subscribe(proto::SubscribeRequest {
+            stream: rid(stream),
+            topic: rid(topic),
+            partition_id: Some(0),
+            consumer: Some(proto::Consumer {
+                kind: Some(proto::consumer::Kind::Name("bench-reader".into())),
+            }),
+            start: Some(proto::StartPosition {
+                kind: Some(start_position::Kind::Offset(0)),
+            }),
+            ack_mode: proto::AckMode::None as i32,
+            batch_size: BATCH as u32,
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut received = 0u64;
+    while received < count {
+        match stream_.message().await.expect("stream").expect("open").kind {
+            Some(Kind::Batch(batch)) => received += batch.messages.len() as u64,
+            _ => {}
+        }
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let clients = setting("BENCH_CLIENTS", 4);
+    let batches = setting("BENCH_BATCHES", 25);
+    let read_messages = setting("BENCH_READ_MESSAGES", 1_000_000);
+    let seconds = setting("BENCH_SECONDS", 5);
+    let slow_seconds = setting("BENCH_SLOW_SECONDS", 20);
+
+    let iggy = EmbeddedIggy::start(EmbeddedOptions {
+        http: true,
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .expect("start iggy-server (put it on PATH or set IGGY_SERVER_BIN)");
+    let target = IggyTarget::parse(&iggy.connection_string()).expect("target");
+    let tcp = |()| async {
+        Arc::new(
+            target
+                .connect(Duration::from_secs(10))
+                .await
+                .expect("tcp client"),
+        )
+    };
+    let mut tcp_clients = Vec::new();
+    for _ in 0..clients {
+        tcp_clients.push(tcp(()).await);
+    }
+    let (user, password) = iggy.credentials();
+    let http_url = format!("http://{}", iggy.http_address().expect("http enabled"));
+    let mut http_clients = Vec::new();
+    for _ in 0..clients {
+        let client = IggyClient::builder()
+            .with_http()
+            .with_api_url(http_url.clone())
+            .build()
+            .expect("http client");
+        client.connect().await.expect("http connect");
+        client.login_user(user, password).await.expect("http login");
+        http_clients.push(Arc::new(client));
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let mut config = Config::for_connection_string(iggy.connection_string());
+    config.pool_size = (clients as u16).max(4) * 2;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(iggy_grpc::serve(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    let mut channels = Vec::new();
+    for _ in 0..clients {
+        channels.push(
+            Channel::from_shared(format!("http://{address}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("gateway channel"),
+        );
+    }
+    // Ready once a ping through the gateway answers.
+    let mut admin = proto::admin_service_client::AdminServiceClient::new(channels[0].clone());
+    while admin.ping(proto::PingRequest {}).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin_client = &tcp_clients[0];
+    let mut rows: Vec<Row> = Vec::new();
+
+    // 1. Batched publish.
+    let partitions = clients as u32;
+    for (mode, topic) in [
+        ("direct", "pub-direct"),
+        ("gateway", "pub-gateway"),
+        ("http", "pub-http"),
+    ] {
+        create_topic(admin_client, "bench", topic, partitions).await;
+        let rate = match mode {
+            "direct" => publish_sdk(&tcp_clients, "bench", topic, batches).await,
+            "gateway" => publish_gateway(&channels, "bench", topic, batches).await,
+            _ => publish_sdk(&http_clients, "bench", topic, batches).await,
+        };
+        rows.push(Row {
+            workload: "batched publish",
+            mode,
+            msgs_per_s: rate,
+            latency: None,
+        });
+    }
+
+    // 2. Single-message publish latency at a fixed rate.
+    create_topic(admin_client, "bench", "single", 1).await;
+    let rate = 200;
+    let direct = Arc::clone(&tcp_clients[0]);
+    let (achieved, lat) = single_latency(seconds, rate, || {
+        let client = Arc::clone(&direct);
+        async move {
+            client
+                .send_messages(
+                    &id("bench"),
+                    &id("single"),
+                    &Partitioning::partition_id(0),
+                    &mut one_message(),
+                )
+                .await
+                .expect("send");
+        }
+    })
+    .await;
+    rows.push(Row {
+        workload: "single publish",
+        mode: "direct",
+        msgs_per_s: achieved,
+        latency: Some((
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 0.999),
+        )),
+    });
+    let grpc = MessagingServiceClient::new(channels[0].clone());
+    let (achieved, lat) = single_latency(seconds, rate, || {
+        let mut client = grpc.clone();
+        async move {
+            client
+                .publish(proto::PublishRequest {
+                    stream: rid("bench"),
+                    topic: rid("single"),
+                    partitioning: Some(proto::Partitioning {
+                        kind: Some(partitioning::Kind::PartitionId(0)),
+                    }),
+                    message: Some(proto::Message {
+                        id: String::new(),
+                        payload: payload(),
+                        headers: Default::default(),
+                    }),
+                })
+                .await
+                .expect("publish");
+        }
+    })
+    .await;
+    rows.push(Row {
+        workload: "single publish",
+        mode: "gateway",
+        msgs_per_s: achieved,
+        latency: Some((
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 0.999),
+        )),
+    });
+    let http = Arc::clone(&http_clients[0]);
+    let (achieved, lat) = single_latency(seconds, rate, || {
+        let client = Arc::clone(&http);
+        async move {
+            client
+                .send_messages(
+                    &id("bench"),
+                    &id("single"),
+                    &Partitioning::partition_id(0),
+                    &mut one_message(),
+                )
+                .await
+                .expect("send");
+        }
+    })
+    .await;
+    rows.push(Row {
+        workload: "single publish",
+        mode: "http",
+        msgs_per_s: achieved,
+        latency: Some((
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 0.999),
+        )),
+    });
+
+    // 3. Subscribe throughput: read N x 1 KiB from offset 0.
+    create_topic(admin_client, "bench", "read", 1).await;
+    let fill_batches = read_messages.div_ceil(BATCH as u64);
+    publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
+    let total = fill_batches * BATCH as u64;
+    rows.push(Row {
+        workload: "subscribe read",
+        mode: "direct",
+        msgs_per_s: read_sdk(&tcp_clients[0], "bench", "read", total).await,
+        latency: None,
+    });
+    rows.push(Row {
+        workload: "subscribe read",
+        mode: "gateway",
+        msgs_per_s: read_gateway(&channels[0], "bench", "read", total).await,
+        latency: None,
+    });
+    rows.push(Row {
+        workload: "subscribe read",
+        mode: "http",
+        msgs_per_s: read_sdk(&http_clients[0], "bench", "read", total).await,
+        latency: None,
+    });
+
+    // 4. Publish-to-deliver latency at low load (100 msgs/s), published
+    //    through the gateway and directly (an external producer).
+    for (mode, topic) in [("gateway", "live-gateway"), ("direct", "live-direct")] {
+        create_topic(admin_client, "bench", topic, 1).await;
+        let mut subscriber = MessagingServiceClient::new(channels[1 % channels.len()].clone())
+            .subscribe(proto::SubscribeRequest {
+                stream: rid("bench"),
+                topic: rid(topic),
+                consumer: Some(proto::Consumer {
+                    kind: Some(proto::consumer::Kind::Name("live".into())),
+                }),
+                ack_mode: proto::AckMode::None as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let _ = subscriber.message().await; // subscribed
+        let count = seconds * 100;
+        let receiver = tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while (latencies.len() as u64) < count {
+                if let Some(Kind::Batch(batch)) = subscriber
+                    .message()
+                    .await
+                    .expect("stream")
+                    .expect("open")
+                    .kind
+                {
+                    let now = now_micros();
+                    for message in batch.messages {
+                        let mut sent = [0u8; 8];
+                        sent.copy_from_slice(&message.payload[..8]);
+                        latencies.push(Duration::from_micros(
+                            now.saturating_sub(u64::from_le_bytes(sent)),
+                        ));
+                    }
+                }
+            }
+            latencies
+        });
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let mut publisher = grpc.clone();
+        for _ in 0..count {
+            ticker.tick().await;
+            if mode == "gateway" {
+                publisher
+                    .publish(proto::PublishRequest {
+                        stream: rid("bench"),
+                        topic: rid(topic),
+                        partitioning: None,
+                        message: Some(proto::Message {
+                            id: String::new(),
+                            payload: payload(),
+                            headers: Default::default(),
+                        }),
+                    })
+                    .await
+                    .expect("publish");
+            } else {
+                direct
+                    .send_messages(
+                        &id("bench"),
+                        &id(topic),
+                        &Partitioning::partition_id(0),
+                        &mut one_message(),
+                    )
+                    .await
+                    .expect("send");
+            }
+        }
+        let mut latencies = receiver.await.expect("receiver");
+        latencies.sort_unstable();
+        rows.push(Row {
+            workload: if mode == "gateway" {
+                "publish->deliver (via gateway)"
+            } else {
+                "publish->deliver (external)"
+            },
+            mode: "gateway",
+            msgs_per_s: 100.0,
+            latency: Some((
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 0.999),
+            )),
+        });
+    }
+
+    // 5. Poll rate of an idle subscription.
+    create_topic(admin_client, "bench", "idle", 1).await;
+    let mut idle = MessagingServiceClient::new(channels[0].clone())
+        .subscribe(proto::SubscribeRequest {
+            stream: rid("bench"),
+            topic: rid("idle"),
+            consumer: Some(proto::Consumer {
+                kind: Some(proto::consumer::Kind::Name("idle".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let _ = idle.message().await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // let the backoff reach its cap
+    let polls_before = iggy_grpc::metrics::subscription_polls();
+    let idle_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let idle_rate = (iggy_grpc::metrics::subscription_polls() - polls_before) as f64
+        / idle_started.elapsed().as_secs_f64();
+    drop(idle);
+
+    // 6. Memory while a subscriber reads 1,000x slower than the publisher.
+    create_topic(admin_client, "bench", "slow", 1).await;
+    let mut slow = MessagingServiceClient::new(channels[0].clone())
+        .subscribe(proto::SubscribeRequest {
+            stream: rid("bench"),
+            topic: rid("slow"),
+            consumer: Some(proto::Consumer {
+                kind: Some(proto::consumer::Kind::Name("slow".into())),
+            }),
+            batch_size: 1,
+            ack_mode: proto::AckMode::None as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let _ = slow.message().await;
+    let publish_rate = 2_000u64; // messages per second, 1 KiB each
+    let read_every = Duration::from_micros(1_000_000 * 1_000 / publish_rate); // 1,000x slower
+    let rss_start = rss_kib();
+    let mut rss_samples = Vec::new();
+    let started = Instant::now();
+    let mut published = 0u64;
+    let mut read = 0u64;
+    let mut next_read = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    while started.elapsed() < Duration::from_secs(slow_seconds) {
+        ticker.tick().await;
+        let mut messages: Vec<IggyMessage> = (0..publish_rate / 10)
+            .map(|_| {
+                IggyMessage::builder()
+                    .payload(payload())
+                    .build()
+                    .expect("message")
+            })
+            .collect();
+        direct
+            .send_messages(
+                &id("bench"),
+                &id("slow"),
+                &Partitioning::partition_id(0),
+                &mut messages,
+            )
+            .await
+            .expect("send");
+        published += publish_rate / 10;
+        if Instant::now() >= next_read {
+            let _ = slow.message().await;
+            read += 1;
+            next_read += read_every;
+        }
+        if published % publish_rate == 0 {
+            rss_samples.push(rss_kib());
+        }
+    }
+    let rss_max = rss_samples.iter().copied().max().unwrap_or(0);
+    let rss_end = rss_samples.last().copied().unwrap_or(0);
+
+    // Report.
+    println!("\niggy-grpc benchmark (iggy-server on loopback, {clients} clients, 1 KiB messages)");
+    println!(
+        "{:<32} {:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "gw/direct"
+    );
+    for row in &rows {
+        let direct_rate = rows
+            .iter()
+            .find(|r| r.workload == row.workload && r.mode == "direct")
+            .map(|r| r.msgs_per_s);
+        let ratio = match (row.latency, direct_rate) {
+            (None, Some(direct)) if row.mode != "direct" => {
+                format!("{:.2}", row.msgs_per_s / direct)
+            }
+            _ => String::from("-"),
+        };
+        let (p50, p99, p999) = row
+            .latency
+            .map(|(a, b, c)| {
+                (
+                    format!("{:.2}ms", a.as_secs_f64() * 1e3),
+                    format!("{:.2}ms", b.as_secs_f64() * 1e3),
+                    format!("{:.2}ms", c.as_secs_f64() * 1e3),
+                )
+            })
+            .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        println!(
+            "{:<32} {:<8} {:>12.0} {:>10.1} {:>10} {:>10} {:>10} {:>9}",
+            row.workload,
+            row.mode,
+            row.msgs_per_s,
+            row.msgs_per_s * PAYLOAD as f64 / 1e6,
+            p50,
+            p99,
+            p999,
+            ratio
+        );
+    }
+    let single = |mode: &str| {
+        rows.iter()
+            .find(|r| r.workload == "single publish" && r.mode == mode)
+            .and_then(|r| r.latency)
+            .map(|l| l.0)
+    };
+    if let (Some(gw), Some(direct)) = (single("gateway"), single("direct")) {
+        println!(
+            "single publish p50: gateway - direct = {:+.3} ms",
+            (gw.as_secs_f64() - direct.as_secs_f64()) * 1e3
+        );
+    }
+    for workload in ["batched publish", "subscribe read"] {
+        let rate = |mode: &str| {
+            rows.iter()
+                .find(|r| r.workload == workload && r.mode == mode)
+                .map(|r| r.msgs_per_s)
+                .unwrap_or(0.0)
+        };
+        println!(
+            "{workload}: gateway / http = {:.2}",
+            rate("gateway") / rate("http").max(1.0)
+        );
+    }
+    println!("idle subscription: {idle_rate:.1} polls/s");
+    println!(
+        "slow subscriber ({publish_rate} msgs/s published, {read} read in {slow_seconds}s, {published} published): RSS start {} MiB, max {} MiB, end {} MiB",
+        rss_start / 1024,
+        rss_max / 1024,
+        rss_end / 1024
+    );
+    println!(
+        "peak RSS of the bench process (gateway + clients): {} MiB",
+        peak_rss_kib() / 1024
+    );
+
+    drop(slow);
+    let _ = stop.send(());
+    let _ = gateway.await;
+    iggy.stop().await;
+}
