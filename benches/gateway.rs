@@ -273,9 +273,10 @@ async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) 
         .into_inner();
     let mut received = 0u64;
     while received < count {
-        match stream_.message().await.expect("stream").expect("open").kind {
-            Some(Kind::Batch(batch)) => received += batch.messages.len() as u64,
-            _ => {}
+        if let Some(Kind::Batch(batch)) =
+            stream_.message().await.expect("stream").expect("open").kind
+        {
+            received += batch.messages.len() as u64;
         }
     }
     count as f64 / started.elapsed().as_secs_f64()
@@ -651,7 +652,7 @@ async fn run() {
             read += 1;
             next_read += read_every;
         }
-        if published % publish_rate == 0 {
+        if published.is_multiple_of(publish_rate) {
             rss_samples.push(rss_kib());
         }
     }
