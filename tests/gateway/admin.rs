@@ -1,7 +1,9 @@
 //! AdminService against a real Iggy: every call's success path, and the codes
 //! of its failures.
 
-use crate::support::{Env, TestBody, bad_request_field, error_reason, expect_code, sdk_client};
+use crate::support::{
+    Env, TestBody, bad_request_field, by_name, error_reason, expect_code, new_topic, sdk_client,
+};
 use bytes::Bytes;
 use iggy::prelude::{IggyMessage, MessageClient, Partitioning};
 use iggy_grpc::proto::{
@@ -35,12 +37,6 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
     ]
 }
 
-fn by_name(name: &str) -> Option<ResourceId> {
-    Some(ResourceId {
-        kind: Some(resource_id::Kind::Name(name.into())),
-    })
-}
-
 fn by_id(id: u32) -> Option<ResourceId> {
     Some(ResourceId {
         kind: Some(resource_id::Kind::Id(id)),
@@ -58,24 +54,7 @@ async fn create_stream_and_topic(
     partitions: u32,
 ) -> (String, String, crate::support::TestGateway) {
     let gateway = env.gateway().await;
-    let stream = env.unique("stream");
-    let topic = env.unique("topic");
-    let mut admin = gateway.admin();
-    admin
-        .create_stream(proto::CreateStreamRequest {
-            name: stream.clone(),
-        })
-        .await
-        .expect("create stream");
-    admin
-        .create_topic(proto::CreateTopicRequest {
-            stream: by_name(&stream),
-            name: topic.clone(),
-            partitions_count: partitions,
-            ..Default::default()
-        })
-        .await
-        .expect("create topic");
+    let (stream, topic) = new_topic(env, &gateway, partitions).await;
     (stream, topic, gateway)
 }
 

@@ -3,12 +3,13 @@
 //! with reason OUTCOME_UNKNOWN, and a retry with the same id is safe.
 
 use crate::support::{
-    Env, TestBody, TestGateway, error_reason, expect_code, private_iggy, sdk_client,
+    Env, TestBody, TestGateway, by_name as name, error_reason, expect_code, new_topic,
+    private_iggy, sdk_client, wait_for_index_files,
 };
 use bytes::Bytes;
 use iggy::prelude::{Consumer, Identifier, MessageClient, PollingStrategy};
-use iggy_grpc::proto::{self, ResourceId, partitioning, resource_id};
-use std::{path::Path, time::Duration};
+use iggy_grpc::proto::{self, partitioning};
+use std::time::Duration;
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -23,12 +24,6 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             |env| Box::pin(cut(env)),
         ),
     ]
-}
-
-fn name(value: &str) -> Option<ResourceId> {
-    Some(ResourceId {
-        kind: Some(resource_id::Kind::Name(value.into())),
-    })
 }
 
 const ID: &str = "3b241101-e2bb-4255-8caf-4136c566a962";
@@ -49,32 +44,10 @@ fn publish(stream: &str, topic: &str) -> proto::PublishRequest {
     }
 }
 
-async fn setup(env: &Env, gateway: &TestGateway) -> (String, String) {
-    let stream = env.unique("stream");
-    let topic = env.unique("topic");
-    let mut admin = gateway.admin();
-    admin
-        .create_stream(proto::CreateStreamRequest {
-            name: stream.clone(),
-        })
-        .await
-        .expect("stream");
-    admin
-        .create_topic(proto::CreateTopicRequest {
-            stream: name(&stream),
-            name: topic.clone(),
-            partitions_count: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("topic");
-    (stream, topic)
-}
-
 async fn deadline(env: Env) {
     let iggy = private_iggy().await;
     let gateway = TestGateway::start_ready(&iggy.connection_string()).await;
-    let (stream, topic) = setup(&env, &gateway).await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
 
     iggy.freeze().await.expect("freeze iggy-server");
     let mut request = Request::new(publish(&stream, &topic));
@@ -147,27 +120,10 @@ fn request_waiting_at(port: u16, bytes: u64) -> bool {
     })
 }
 
-/// The partition's sparse index files on disk.
-fn index_files(data_dir: &Path) -> usize {
-    fn walk(dir: &Path, found: &mut usize) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|ext| ext == "index") {
-                *found += 1;
-            }
-        }
-    }
-    let mut found = 0;
-    walk(&data_dir.join("data").join("streams"), &mut found);
-    found
-}
-
 async fn cut(env: Env) {
     let iggy = private_iggy().await;
     let gateway = TestGateway::start_ready(&iggy.connection_string()).await;
-    let (stream, topic) = setup(&env, &gateway).await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
     // iggy-server 0.9.0-edge.5 cannot restart after a crash that leaves a
     // partition's segment without its sparse index (a brand-new partition):
     // persist one message first so the kill below tests the gateway, not
@@ -177,9 +133,7 @@ async fn cut(env: Env) {
         .publish(publish(&stream, &topic))
         .await
         .expect("first message");
-    while index_files(iggy.data_dir()) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_index_files(iggy.data_dir()).await;
 
     iggy.freeze().await.expect("freeze iggy-server");
     let mut messaging = gateway.messaging();

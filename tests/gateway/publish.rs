@@ -2,7 +2,8 @@
 //! the Iggy SDK directly, not through the gateway.
 
 use crate::support::{
-    Env, TestBody, TestGateway, bad_request_field, error_reason, expect_code, sdk_client,
+    Env, TestBody, TestGateway, bad_request_field, by_name as name, error_reason, expect_code,
+    new_topic, sdk_client,
 };
 use bytes::Bytes;
 use iggy::prelude::{
@@ -12,10 +13,7 @@ use iggy::prelude::{
 use iggy_grpc::{
     Config,
     messaging::{headers, key_partition},
-    proto::{
-        self, BatchMessage, ResourceId, batch_entry_result::Outcome, header_value::Kind,
-        partitioning, resource_id,
-    },
+    proto::{self, BatchMessage, batch_entry_result::Outcome, header_value::Kind, partitioning},
 };
 use std::collections::HashMap;
 use tonic::Code;
@@ -51,12 +49,6 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
     ]
 }
 
-fn name(value: &str) -> Option<ResourceId> {
-    Some(ResourceId {
-        kind: Some(resource_id::Kind::Name(value.into())),
-    })
-}
-
 fn key(value: &str) -> Option<proto::Partitioning> {
     Some(proto::Partitioning {
         kind: Some(partitioning::Kind::Key(Bytes::from(value.to_owned()))),
@@ -75,29 +67,6 @@ fn message(payload: &str) -> Option<proto::Message> {
         payload: Bytes::from(payload.to_owned()),
         headers: HashMap::new(),
     })
-}
-
-/// A fresh stream and topic with `partitions` partitions.
-async fn topic(env: &Env, gateway: &TestGateway, partitions: u32) -> (String, String) {
-    let stream = env.unique("stream");
-    let topic = env.unique("topic");
-    let mut admin = gateway.admin();
-    admin
-        .create_stream(proto::CreateStreamRequest {
-            name: stream.clone(),
-        })
-        .await
-        .expect("stream");
-    admin
-        .create_topic(proto::CreateTopicRequest {
-            stream: name(&stream),
-            name: topic.clone(),
-            partitions_count: partitions,
-            ..Default::default()
-        })
-        .await
-        .expect("topic");
-    (stream, topic)
 }
 
 /// Everything stored in one partition, read with the SDK.
@@ -122,7 +91,7 @@ fn id_of(message: &IggyMessage) -> String {
 
 async fn round_trip(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 3).await;
+    let (stream, topic) = new_topic(&env, &gateway, 3).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
     let sent_headers: HashMap<String, proto::HeaderValue> = [
@@ -178,7 +147,7 @@ async fn round_trip(env: Env) {
 
 async fn balanced(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 3).await;
+    let (stream, topic) = new_topic(&env, &gateway, 3).await;
     let mut messaging = gateway.messaging();
     let mut partitions = Vec::new();
     for i in 0..6 {
@@ -211,7 +180,7 @@ async fn balanced(env: Env) {
 
 async fn keys_match_sdk(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 5).await;
+    let (stream, topic) = new_topic(&env, &gateway, 5).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let mut messaging = gateway.messaging();
     for customer in ["alice", "bob", "carol", "dave", "erin", "frank"] {
@@ -263,7 +232,7 @@ async fn keys_match_sdk(env: Env) {
 
 async fn batch_order(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 4).await;
+    let (stream, topic) = new_topic(&env, &gateway, 4).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let entries: Vec<BatchMessage> = (0..40)
         .map(|i| BatchMessage {
@@ -333,7 +302,7 @@ async fn batch_order(env: Env) {
 
 async fn batch_partial(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 2).await;
+    let (stream, topic) = new_topic(&env, &gateway, 2).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let entries = vec![
         BatchMessage {
@@ -383,7 +352,7 @@ async fn bad_input(env: Env) {
             tonic_health::pb::health_check_response::ServingStatus::Serving,
         )
         .await;
-    let (stream, topic) = topic(&env, &gateway, 2).await;
+    let (stream, topic) = new_topic(&env, &gateway, 2).await;
     let mut messaging = gateway.messaging();
     let publish = |message: Option<proto::Message>, partitioning: Option<proto::Partitioning>| {
         proto::PublishRequest {
@@ -544,7 +513,7 @@ async fn bad_input(env: Env) {
 
 async fn partition_changes(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 2).await;
+    let (stream, topic) = new_topic(&env, &gateway, 2).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let mut messaging = gateway.messaging();
     let keys: Vec<String> = (0..20).map(|i| format!("account-{i}")).collect();
@@ -662,7 +631,7 @@ async fn partition_changes(env: Env) {
 
 async fn events(env: Env) {
     let gateway = env.gateway().await;
-    let (stream, topic) = topic(&env, &gateway, 4).await;
+    let (stream, topic) = new_topic(&env, &gateway, 4).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let order = |kind: proto::order_event::Kind, total: &str| proto::Event {
         source: "checkout".into(),

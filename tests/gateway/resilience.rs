@@ -3,11 +3,14 @@
 //! loses nothing and repeats nothing.
 
 use crate::{
-    subscribe::{assert_in_order, fill, new_topic, payloads, request},
-    support::{Env, Event, Subscription, TestBody, TestGateway, error_reason, private_iggy},
+    subscribe::{assert_in_order, fill, payloads, request},
+    support::{
+        Env, Event, Subscription, TestBody, TestGateway, by_name, error_reason, new_topic,
+        private_iggy, wait_for_index_files,
+    },
 };
 use iggy_grpc::proto::{self, consumer, start_position};
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
@@ -40,24 +43,6 @@ fn token_of(status: &tonic::Status) -> String {
         .expect("the final status carries a resume token")
 }
 
-fn has_index_files(data_dir: &Path) -> bool {
-    fn walk(dir: &Path) -> bool {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|entry| {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path)
-                } else {
-                    path.extension().is_some_and(|ext| ext == "index")
-                }
-            })
-    }
-    walk(&data_dir.join("data").join("streams"))
-}
-
 async fn crash(env: Env) {
     let iggy = private_iggy().await;
     let gateway = TestGateway::start_ready(&iggy.connection_string()).await;
@@ -73,7 +58,7 @@ async fn crash(env: Env) {
         .expect("stream");
     admin
         .create_topic(proto::CreateTopicRequest {
-            stream: crate::subscribe::name(&stream),
+            stream: by_name(&stream),
             name: topic.clone(),
             partitions_count: 2,
             enforce_fsync: Some(true),
@@ -85,9 +70,7 @@ async fn crash(env: Env) {
     fill(&gateway, &stream, &topic, 2, 10, "before").await;
     // Work around iggy-server 0.9.0-edge.5 not recovering a partition whose
     // index file is not written yet (see tests/gateway/outcome.rs).
-    while !has_index_files(iggy.data_dir()) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_index_files(iggy.data_dir()).await;
 
     let mut first = request(&stream, &topic, reader(&env.unique("r")));
     first.start = Some(proto::StartPosition {

@@ -2,14 +2,16 @@
 //! tokens, ack modes, flow control, consumer groups, cancellation, heartbeats.
 //! Every check compares exact message sets and per-partition order.
 
-use crate::support::{Env, Event, Subscription, TestBody, TestGateway, error_reason, expect_code};
+use crate::support::{
+    Env, Event, Subscription, TestBody, TestGateway, by_name as name, error_reason, expect_code,
+    new_topic,
+};
 use bytes::Bytes;
 use iggy_grpc::{
     Config,
     proto::{
-        self, AckMode, BatchMessage, DeliveredMessage, FlowControl, ResourceId, StartPosition,
-        admin_service_client::AdminServiceClient, consumer, partitioning, resource_id,
-        start_position,
+        self, AckMode, BatchMessage, DeliveredMessage, FlowControl, StartPosition,
+        admin_service_client::AdminServiceClient, consumer, partitioning, start_position,
     },
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,12 +62,6 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
     ]
 }
 
-pub fn name(value: &str) -> Option<ResourceId> {
-    Some(ResourceId {
-        kind: Some(resource_id::Kind::Name(value.into())),
-    })
-}
-
 fn named(value: &str) -> Option<proto::Consumer> {
     Some(proto::Consumer {
         kind: Some(consumer::Kind::Name(value.into())),
@@ -80,29 +76,6 @@ fn group(value: &str) -> Option<proto::Consumer> {
 
 fn start(kind: start_position::Kind) -> Option<StartPosition> {
     Some(StartPosition { kind: Some(kind) })
-}
-
-/// A fresh stream and topic.
-pub async fn new_topic(env: &Env, gateway: &TestGateway, partitions: u32) -> (String, String) {
-    let stream = env.unique("stream");
-    let topic = env.unique("topic");
-    let mut admin = gateway.admin();
-    admin
-        .create_stream(proto::CreateStreamRequest {
-            name: stream.clone(),
-        })
-        .await
-        .expect("stream");
-    admin
-        .create_topic(proto::CreateTopicRequest {
-            stream: name(&stream),
-            name: topic.clone(),
-            partitions_count: partitions,
-            ..Default::default()
-        })
-        .await
-        .expect("topic");
-    (stream, topic)
 }
 
 /// Publishes `per_partition` messages to each partition, payload

@@ -63,13 +63,22 @@ enum End {
 
 impl From<GatewayError> for End {
     fn from(error: GatewayError) -> Self {
-        Self::Failed(error)
+        match error {
+            GatewayError::Iggy(error) => error.into(),
+            other => Self::Failed(other),
+        }
     }
 }
 
+/// A lost connection means Iggy is unreachable: the stream ends with
+/// IGGY_UNAVAILABLE; anything else ends it with Iggy's own error.
 impl From<IggyError> for End {
     fn from(error: IggyError) -> Self {
-        Self::Failed(GatewayError::Iggy(error))
+        if is_connection_lost(&error) {
+            Self::Failed(GatewayError::IggyUnavailable)
+        } else {
+            Self::Failed(GatewayError::Iggy(error))
+        }
     }
 }
 
@@ -282,7 +291,6 @@ impl Session {
                 self.refresh_at = Instant::now();
                 Ok(())
             }
-            Err(error) if is_connection_lost(&error) => Err(GatewayError::IggyUnavailable.into()),
             Err(error) => Err(error.into()),
         }
     }
@@ -469,7 +477,6 @@ impl Session {
                 self.refresh_at = Instant::now();
                 Ok(())
             }
-            Err(error) if is_connection_lost(&error) => Err(GatewayError::IggyUnavailable.into()),
             Err(error) => Err(error.into()),
         }
     }
@@ -522,9 +529,6 @@ impl Session {
         self.refresh_at = Instant::now() + REFRESH_INTERVAL;
         let (generation, partitions) = match self.reader.partitions().await {
             Ok(assignment) => assignment,
-            Err(GatewayError::Iggy(error)) if is_connection_lost(&error) => {
-                return Err(GatewayError::IggyUnavailable.into());
-            }
             Err(error) => return Err(error.into()),
         };
         if partitions != self.partitions {
@@ -549,9 +553,6 @@ impl Session {
         for partition in self.partitions.clone() {
             let stored = match self.reader.stored_offset(partition).await {
                 Ok(stored) => stored,
-                Err(error) if is_connection_lost(&error) => {
-                    return Err(GatewayError::IggyUnavailable.into());
-                }
                 Err(error) => return Err(error.into()),
             };
             if let (Some(stored), Some(ReadFrom::Offset(next))) =
@@ -596,9 +597,6 @@ impl Session {
                     (Start::Last, true) => ReadFrom::Last,
                     _ => match self.reader.stored_offset(*partition).await {
                         Ok(stored) => ReadFrom::Offset(stored.map_or(0, |offset| offset + 1)),
-                        Err(error) if is_connection_lost(&error) => {
-                            return Err(GatewayError::IggyUnavailable.into());
-                        }
                         Err(error) => return Err(error.into()),
                     },
                 }

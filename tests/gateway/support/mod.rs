@@ -2,10 +2,12 @@
 //! for tests that kill it), gateways served on `127.0.0.1:0`, and real tonic
 //! clients. Tests wait on readiness signals, never on sleeps.
 
+mod fixtures;
 mod gateway;
 mod iggy;
 mod subscription;
 
+pub use fixtures::{by_name, new_topic, wait_for_index_files};
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client};
 pub use subscription::{Event, Subscription};
