@@ -216,6 +216,39 @@ where
     (rate, latencies)
 }
 
+/// Single-message publishes over the SDK (TCP or HTTP).
+async fn sdk_single(client: &Arc<IggyClient>, seconds: u64, rate: u64) -> (f64, Vec<Duration>) {
+    single_latency(seconds, rate, || {
+        let client = Arc::clone(client);
+        async move {
+            client
+                .send_messages(
+                    &id("bench"),
+                    &id("single"),
+                    &Partitioning::partition_id(0),
+                    &mut one_message(),
+                )
+                .await
+                .expect("send");
+        }
+    })
+    .await
+}
+
+/// A table row for a latency workload (latencies sorted).
+fn latency_row(workload: &'static str, mode: &'static str, rate: f64, sorted: &[Duration]) -> Row {
+    Row {
+        workload,
+        mode,
+        msgs_per_s: rate,
+        latency: Some((
+            percentile(sorted, 0.5),
+            percentile(sorted, 0.99),
+            percentile(sorted, 0.999),
+        )),
+    }
+}
+
 fn one_message() -> Vec<IggyMessage> {
     vec![
         IggyMessage::builder()
@@ -381,31 +414,8 @@ async fn run() {
     create_topic(admin_client, "bench", "single", 1).await;
     let rate = 200;
     let direct = Arc::clone(&tcp_clients[0]);
-    let (achieved, lat) = single_latency(seconds, rate, || {
-        let client = Arc::clone(&direct);
-        async move {
-            client
-                .send_messages(
-                    &id("bench"),
-                    &id("single"),
-                    &Partitioning::partition_id(0),
-                    &mut one_message(),
-                )
-                .await
-                .expect("send");
-        }
-    })
-    .await;
-    rows.push(Row {
-        workload: "single publish",
-        mode: "direct",
-        msgs_per_s: achieved,
-        latency: Some((
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            percentile(&lat, 0.999),
-        )),
-    });
+    let (achieved, lat) = sdk_single(&direct, seconds, rate).await;
+    rows.push(latency_row("single publish", "direct", achieved, &lat));
     let grpc = MessagingServiceClient::new(channels[0].clone());
     let (achieved, lat) = single_latency(seconds, rate, || {
         let mut client = grpc.clone();
@@ -428,42 +438,9 @@ async fn run() {
         }
     })
     .await;
-    rows.push(Row {
-        workload: "single publish",
-        mode: "gateway",
-        msgs_per_s: achieved,
-        latency: Some((
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            percentile(&lat, 0.999),
-        )),
-    });
-    let http = Arc::clone(&http_clients[0]);
-    let (achieved, lat) = single_latency(seconds, rate, || {
-        let client = Arc::clone(&http);
-        async move {
-            client
-                .send_messages(
-                    &id("bench"),
-                    &id("single"),
-                    &Partitioning::partition_id(0),
-                    &mut one_message(),
-                )
-                .await
-                .expect("send");
-        }
-    })
-    .await;
-    rows.push(Row {
-        workload: "single publish",
-        mode: "http",
-        msgs_per_s: achieved,
-        latency: Some((
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            percentile(&lat, 0.999),
-        )),
-    });
+    rows.push(latency_row("single publish", "gateway", achieved, &lat));
+    let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
+    rows.push(latency_row("single publish", "http", achieved, &lat));
 
     // 3. Publish-to-deliver latency at low load (100 msgs/s), published
     //    through the gateway and directly (an external producer).
@@ -538,20 +515,12 @@ async fn run() {
         }
         let mut latencies = receiver.await.expect("receiver");
         latencies.sort_unstable();
-        rows.push(Row {
-            workload: if mode == "gateway" {
-                "publish->deliver (via gateway)"
-            } else {
-                "publish->deliver (external)"
-            },
-            mode: "gateway",
-            msgs_per_s: 100.0,
-            latency: Some((
-                percentile(&latencies, 0.5),
-                percentile(&latencies, 0.99),
-                percentile(&latencies, 0.999),
-            )),
-        });
+        let workload = if mode == "gateway" {
+            "publish->deliver (via gateway)"
+        } else {
+            "publish->deliver (external)"
+        };
+        rows.push(latency_row(workload, "gateway", 100.0, &latencies));
     }
 
     // 4. Poll rate of an idle subscription.
