@@ -8,6 +8,9 @@
 //! Sizes come from the environment: BENCH_CLIENTS (4), BENCH_BATCHES (25 calls
 //! of 1,000 x 1 KiB per client), BENCH_READ_MESSAGES (1,000,000),
 //! BENCH_SECONDS (5, per latency workload), BENCH_SLOW_SECONDS (20).
+//! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
+//! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
+//! (a subset of direct, gateway, http) likewise for batched publish and read.
 
 use bytes::Bytes;
 use iggy::prelude::{
@@ -41,6 +44,11 @@ fn setting(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// True when the workload (or path) is selected by `variable` (all when unset).
+fn selected(variable: &str, name: &str) -> bool {
+    env::var(variable).map_or(true, |list| list.split(',').any(|item| item.trim() == name))
 }
 
 fn id(name: &str) -> Identifier {
@@ -389,110 +397,52 @@ async fn run() {
     let admin_client = &tcp_clients[0];
     let mut rows: Vec<Row> = Vec::new();
 
-    // 1. Batched publish.
-    let partitions = clients as u32;
-    for (mode, topic) in [
-        ("direct", "pub-direct"),
-        ("gateway", "pub-gateway"),
-        ("http", "pub-http"),
-    ] {
-        create_topic(admin_client, "bench", topic, partitions).await;
-        let rate = match mode {
-            "direct" => publish_sdk(&tcp_clients, "bench", topic, batches).await,
-            "gateway" => publish_gateway(&channels, "bench", topic, batches).await,
-            _ => publish_sdk(&http_clients, "bench", topic, batches).await,
-        };
-        rows.push(Row {
-            workload: "batched publish",
-            mode,
-            msgs_per_s: rate,
-            latency: None,
-        });
+    let direct = Arc::clone(&tcp_clients[0]);
+    let grpc = MessagingServiceClient::new(channels[0].clone());
+    let mut idle_rate = None;
+
+    if selected("BENCH_ONLY", "publish") {
+        // 1. Batched publish.
+        let partitions = clients as u32;
+        for (mode, topic) in [
+            ("direct", "pub-direct"),
+            ("gateway", "pub-gateway"),
+            ("http", "pub-http"),
+        ] {
+            if !selected("BENCH_PATHS", mode) {
+                continue;
+            }
+            create_topic(admin_client, "bench", topic, partitions).await;
+            let rate = match mode {
+                "direct" => publish_sdk(&tcp_clients, "bench", topic, batches).await,
+                "gateway" => publish_gateway(&channels, "bench", topic, batches).await,
+                _ => publish_sdk(&http_clients, "bench", topic, batches).await,
+            };
+            rows.push(Row {
+                workload: "batched publish",
+                mode,
+                msgs_per_s: rate,
+                latency: None,
+            });
+        }
     }
 
-    // 2. Single-message publish latency at a fixed rate.
-    create_topic(admin_client, "bench", "single", 1).await;
-    let rate = 200;
-    let direct = Arc::clone(&tcp_clients[0]);
-    let (achieved, lat) = sdk_single(&direct, seconds, rate).await;
-    rows.push(latency_row("single publish", "direct", achieved, &lat));
-    let grpc = MessagingServiceClient::new(channels[0].clone());
-    let (achieved, lat) = single_latency(seconds, rate, || {
-        let mut client = grpc.clone();
-        async move {
-            client
-                .publish(proto::PublishRequest {
-                    stream: rid("bench"),
-                    topic: rid("single"),
-                    partitioning: Some(proto::Partitioning {
-                        kind: Some(partitioning::Kind::PartitionId(0)),
-                    }),
-                    message: Some(proto::Message {
-                        id: String::new(),
-                        payload: payload(),
-                        headers: Default::default(),
-                    }),
-                })
-                .await
-                .expect("publish");
-        }
-    })
-    .await;
-    rows.push(latency_row("single publish", "gateway", achieved, &lat));
-    let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
-    rows.push(latency_row("single publish", "http", achieved, &lat));
-
-    // 3. Publish-to-deliver latency at low load (100 msgs/s), published
-    //    through the gateway and directly (an external producer).
-    for (mode, topic) in [("gateway", "live-gateway"), ("direct", "live-direct")] {
-        create_topic(admin_client, "bench", topic, 1).await;
-        let mut subscriber = MessagingServiceClient::new(channels[1 % channels.len()].clone())
-            .subscribe(proto::SubscribeRequest {
-                stream: rid("bench"),
-                topic: rid(topic),
-                consumer: Some(proto::Consumer {
-                    kind: Some(proto::consumer::Kind::Name("live".into())),
-                }),
-                ack_mode: proto::AckMode::None as i32,
-                ..Default::default()
-            })
-            .await
-            .expect("subscribe")
-            .into_inner();
-        let _ = subscriber.message().await; // subscribed
-        let count = seconds * 100;
-        let receiver = tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while (latencies.len() as u64) < count {
-                if let Some(Kind::Batch(batch)) = subscriber
-                    .message()
-                    .await
-                    .expect("stream")
-                    .expect("open")
-                    .kind
-                {
-                    let now = now_micros();
-                    for message in batch.messages {
-                        let mut sent = [0u8; 8];
-                        sent.copy_from_slice(&message.payload[..8]);
-                        latencies.push(Duration::from_micros(
-                            now.saturating_sub(u64::from_le_bytes(sent)),
-                        ));
-                    }
-                }
-            }
-            latencies
-        });
-        let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        let mut publisher = grpc.clone();
-        for _ in 0..count {
-            ticker.tick().await;
-            if mode == "gateway" {
-                publisher
+    if selected("BENCH_ONLY", "single") {
+        // 2. Single-message publish latency at a fixed rate.
+        create_topic(admin_client, "bench", "single", 1).await;
+        let rate = 200;
+        let (achieved, lat) = sdk_single(&direct, seconds, rate).await;
+        rows.push(latency_row("single publish", "direct", achieved, &lat));
+        let (achieved, lat) = single_latency(seconds, rate, || {
+            let mut client = grpc.clone();
+            async move {
+                client
                     .publish(proto::PublishRequest {
                         stream: rid("bench"),
-                        topic: rid(topic),
-                        partitioning: None,
+                        topic: rid("single"),
+                        partitioning: Some(proto::Partitioning {
+                            kind: Some(partitioning::Kind::PartitionId(0)),
+                        }),
                         message: Some(proto::Message {
                             id: String::new(),
                             payload: payload(),
@@ -501,75 +451,148 @@ async fn run() {
                     })
                     .await
                     .expect("publish");
-            } else {
-                direct
-                    .send_messages(
-                        &id("bench"),
-                        &id(topic),
-                        &Partitioning::partition_id(0),
-                        &mut one_message(),
-                    )
-                    .await
-                    .expect("send");
             }
-        }
-        let mut latencies = receiver.await.expect("receiver");
-        latencies.sort_unstable();
-        let workload = if mode == "gateway" {
-            "publish->deliver (via gateway)"
-        } else {
-            "publish->deliver (external)"
-        };
-        rows.push(latency_row(workload, "gateway", 100.0, &latencies));
+        })
+        .await;
+        rows.push(latency_row("single publish", "gateway", achieved, &lat));
+        let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
+        rows.push(latency_row("single publish", "http", achieved, &lat));
     }
 
-    // 4. Poll rate of an idle subscription.
-    create_topic(admin_client, "bench", "idle", 1).await;
-    let mut idle = MessagingServiceClient::new(channels[0].clone())
-        .subscribe(proto::SubscribeRequest {
-            stream: rid("bench"),
-            topic: rid("idle"),
-            consumer: Some(proto::Consumer {
-                kind: Some(proto::consumer::Kind::Name("idle".into())),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let _ = idle.message().await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // let the backoff reach its cap
-    let polls_before = iggy_grpc::metrics::subscription_polls();
-    let idle_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let idle_rate = (iggy_grpc::metrics::subscription_polls() - polls_before) as f64
-        / idle_started.elapsed().as_secs_f64();
-    drop(idle);
+    if selected("BENCH_ONLY", "deliver") {
+        // 3. Publish-to-deliver latency at low load (100 msgs/s), published
+        //    through the gateway and directly (an external producer).
+        for (mode, topic) in [("gateway", "live-gateway"), ("direct", "live-direct")] {
+            create_topic(admin_client, "bench", topic, 1).await;
+            let mut subscriber = MessagingServiceClient::new(channels[1 % channels.len()].clone())
+                .subscribe(proto::SubscribeRequest {
+                    stream: rid("bench"),
+                    topic: rid(topic),
+                    consumer: Some(proto::Consumer {
+                        kind: Some(proto::consumer::Kind::Name("live".into())),
+                    }),
+                    ack_mode: proto::AckMode::None as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("subscribe")
+                .into_inner();
+            let _ = subscriber.message().await; // subscribed
+            let count = seconds * 100;
+            let receiver = tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while (latencies.len() as u64) < count {
+                    if let Some(Kind::Batch(batch)) = subscriber
+                        .message()
+                        .await
+                        .expect("stream")
+                        .expect("open")
+                        .kind
+                    {
+                        let now = now_micros();
+                        for message in batch.messages {
+                            let mut sent = [0u8; 8];
+                            sent.copy_from_slice(&message.payload[..8]);
+                            latencies.push(Duration::from_micros(
+                                now.saturating_sub(u64::from_le_bytes(sent)),
+                            ));
+                        }
+                    }
+                }
+                latencies
+            });
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            let mut publisher = grpc.clone();
+            for _ in 0..count {
+                ticker.tick().await;
+                if mode == "gateway" {
+                    publisher
+                        .publish(proto::PublishRequest {
+                            stream: rid("bench"),
+                            topic: rid(topic),
+                            partitioning: None,
+                            message: Some(proto::Message {
+                                id: String::new(),
+                                payload: payload(),
+                                headers: Default::default(),
+                            }),
+                        })
+                        .await
+                        .expect("publish");
+                } else {
+                    direct
+                        .send_messages(
+                            &id("bench"),
+                            &id(topic),
+                            &Partitioning::partition_id(0),
+                            &mut one_message(),
+                        )
+                        .await
+                        .expect("send");
+                }
+            }
+            let mut latencies = receiver.await.expect("receiver");
+            latencies.sort_unstable();
+            let workload = if mode == "gateway" {
+                "publish->deliver (via gateway)"
+            } else {
+                "publish->deliver (external)"
+            };
+            rows.push(latency_row(workload, "gateway", 100.0, &latencies));
+        }
+    }
 
-    // 5. Subscribe throughput (after the latency workloads: filling the topic
-    //    leaves Iggy flushing for a while): read N x 1 KiB from offset 0.
-    create_topic(admin_client, "bench", "read", 1).await;
-    let fill_batches = read_messages.div_ceil(BATCH as u64);
-    publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
-    let total = fill_batches * BATCH as u64;
-    rows.push(Row {
-        workload: "subscribe read",
-        mode: "direct",
-        msgs_per_s: read_sdk(&tcp_clients[0], "bench", "read", total).await,
-        latency: None,
-    });
-    rows.push(Row {
-        workload: "subscribe read",
-        mode: "gateway",
-        msgs_per_s: read_gateway(&channels[0], "bench", "read", total).await,
-        latency: None,
-    });
-    rows.push(Row {
-        workload: "subscribe read",
-        mode: "http",
-        msgs_per_s: read_sdk(&http_clients[0], "bench", "read", total).await,
-        latency: None,
-    });
+    if selected("BENCH_ONLY", "idle") {
+        // 4. Poll rate of an idle subscription.
+        create_topic(admin_client, "bench", "idle", 1).await;
+        let mut idle = MessagingServiceClient::new(channels[0].clone())
+            .subscribe(proto::SubscribeRequest {
+                stream: rid("bench"),
+                topic: rid("idle"),
+                consumer: Some(proto::Consumer {
+                    kind: Some(proto::consumer::Kind::Name("idle".into())),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let _ = idle.message().await;
+        tokio::time::sleep(Duration::from_secs(1)).await; // let the backoff reach its cap
+        let polls_before = iggy_grpc::metrics::subscription_polls();
+        let idle_started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        idle_rate = Some(
+            (iggy_grpc::metrics::subscription_polls() - polls_before) as f64
+                / idle_started.elapsed().as_secs_f64(),
+        );
+        drop(idle);
+    }
+
+    if selected("BENCH_ONLY", "read") {
+        // 5. Subscribe throughput (after the latency workloads: filling the topic
+        //    leaves Iggy flushing for a while): read N x 1 KiB from offset 0.
+        create_topic(admin_client, "bench", "read", 1).await;
+        let fill_batches = read_messages.div_ceil(BATCH as u64);
+        publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
+        let total = fill_batches * BATCH as u64;
+        for mode in ["direct", "gateway", "http"] {
+            if !selected("BENCH_PATHS", mode) {
+                continue;
+            }
+            let msgs_per_s = match mode {
+                "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
+                "gateway" => read_gateway(&channels[0], "bench", "read", total).await,
+                _ => read_sdk(&http_clients[0], "bench", "read", total).await,
+            };
+            rows.push(Row {
+                workload: "subscribe read",
+                mode,
+                msgs_per_s,
+                latency: None,
+            });
+        }
+    }
 
     // 6. Memory while a subscriber reads 1,000x slower than the publisher.
     create_topic(admin_client, "bench", "slow", 1).await;
@@ -692,7 +715,9 @@ async fn run() {
             rate("gateway") / rate("http").max(1.0)
         );
     }
-    println!("idle subscription: {idle_rate:.1} polls/s");
+    if let Some(idle_rate) = idle_rate {
+        println!("idle subscription: {idle_rate:.1} polls/s");
+    }
     println!(
         "slow subscriber ({publish_rate} msgs/s published, {read} read in {slow_seconds}s, {published} published): RSS start {} MiB, max {} MiB, end {} MiB",
         rss_start / 1024,
