@@ -17,8 +17,7 @@ use crate::{
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -109,9 +108,15 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(AdminServiceServer::new(admin).max_decoding_message_size(max_request))
         .add_service(MessagingServiceServer::new(messaging).max_decoding_message_size(max_request))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
-        });
+        // The listener comes from the caller, so tonic cannot set socket
+        // options itself: without TCP_NODELAY every response waits ~40 ms for
+        // the client's delayed ACK (Nagle's algorithm).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
+            },
+        );
     tokio::pin!(server);
 
     tokio::select! {
