@@ -80,9 +80,6 @@ pub enum GatewayError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect (with your resume token) elsewhere or later")]
     ShuttingDown,
-    /// The method exists in the contract but this version does not serve it.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
     /// A fault inside the gateway; a bug if it is ever seen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,7 +106,6 @@ impl GatewayError {
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::TooManySubscriptions { .. } => Code::ResourceExhausted,
             Self::ShuttingDown => Code::Unavailable,
-            Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -126,7 +122,6 @@ impl GatewayError {
             Self::FailedPrecondition { reason, .. } => (*reason).into(),
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
             Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
-            Self::Unimplemented(_) => "UNIMPLEMENTED".into(),
             Self::Internal(_) => "INTERNAL".into(),
         }
     }
@@ -161,10 +156,8 @@ impl GatewayError {
             | Self::TooManySubscriptions { .. } => {
                 details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
             }
-            Self::SubscriptionNotFound(_)
-            | Self::FailedPrecondition { .. }
-            | Self::Unimplemented(_)
-            | Self::Internal(_) => {}
+            Self::SubscriptionNotFound(_) | Self::FailedPrecondition { .. } | Self::Internal(_) => {
+            }
         }
         details.set_error_info(self.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(self.code(), self.to_string(), details)
@@ -172,6 +165,16 @@ impl GatewayError {
 }
 
 impl GatewayError {
+    /// The error for a failed read: a lost connection means Iggy is
+    /// unreachable (IGGY_UNAVAILABLE), anything else is Iggy's own error.
+    pub fn from_read(error: IggyError) -> Self {
+        if is_connection_lost(&error) {
+            Self::IggyUnavailable
+        } else {
+            Self::Iggy(error)
+        }
+    }
+
     /// The error for a failed write: an outcome-unknown error where the write
     /// may have reached Iggy, the plain Iggy error otherwise.
     pub fn from_write(error: IggyError) -> Self {
@@ -242,6 +245,18 @@ mod tests {
         assert_eq!(never_sent.reason(), "NOT_CONNECTED");
         let timed_out = GatewayError::from_write(IggyError::TaskTimeout);
         assert_eq!(timed_out.code(), Code::DeadlineExceeded);
+    }
+
+    #[test]
+    fn a_read_over_a_lost_connection_means_iggy_is_unreachable() {
+        assert_eq!(
+            GatewayError::from_read(IggyError::Disconnected).reason(),
+            "IGGY_UNAVAILABLE"
+        );
+        assert_eq!(
+            GatewayError::from_read(IggyError::InvalidOffset(1)).reason(),
+            "INVALID_OFFSET"
+        );
     }
 
     #[test]

@@ -195,14 +195,9 @@ impl EmbeddedIggy {
     /// supervisor then restarts it. For fault tests.
     pub fn kill(&self) -> io::Result<()> {
         self.shared.ready.send_replace(false);
-        let pid = *self
-            .shared
-            .pid
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match pid {
-            Some(pid) => signal(pid, Signal::SIGKILL),
-            None => Ok(()),
+        match self.current_pid() {
+            Ok(pid) => signal(pid, Signal::SIGKILL),
+            Err(_) => Ok(()),
         }
     }
 
@@ -211,13 +206,8 @@ impl EmbeddedIggy {
     /// once every thread of the process has stopped (a signal is delivered
     /// asynchronously). For fault tests; [`EmbeddedIggy::thaw`] resumes it.
     pub async fn freeze(&self) -> io::Result<()> {
-        self.signal_current(Signal::SIGSTOP)?;
-        let pid = self
-            .shared
-            .pid
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "iggy-server is not running"))?;
+        let pid = self.current_pid()?;
+        signal(pid, Signal::SIGSTOP)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !all_threads_stopped(pid)? {
             if tokio::time::Instant::now() >= deadline {
@@ -237,18 +227,16 @@ impl EmbeddedIggy {
     }
 
     fn signal_current(&self, signal_to_send: Signal) -> io::Result<()> {
-        let pid = *self
-            .shared
+        signal(self.current_pid()?, signal_to_send)
+    }
+
+    /// The pid of the server process now running.
+    fn current_pid(&self) -> io::Result<u32> {
+        self.shared
             .pid
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match pid {
-            Some(pid) => signal(pid, signal_to_send),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "iggy-server is not running",
-            )),
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "iggy-server is not running"))
     }
 
     /// Waits until the (re)started server answers again.

@@ -4,7 +4,7 @@
 //! own that joins the group for the call and leaves after it.
 
 use crate::{
-    error::{GatewayError, is_connection_lost, not_found},
+    error::{GatewayError, not_found},
     iggy::IggyPool,
     messaging::subscribe::{
         AckMode, ReadFrom, Reader, Spec, Start, SubscribeLimits, decode_token, delivered,
@@ -129,7 +129,7 @@ impl Source for ReaderSource<'_> {
         self.0
             .stored_offset(partition)
             .await
-            .map_err(unavailable_if_lost)
+            .map_err(GatewayError::from_read)
     }
 
     async fn poll(
@@ -141,22 +141,14 @@ impl Source for ReaderSource<'_> {
         self.0
             .poll(partition, from, count)
             .await
-            .map_err(unavailable_if_lost)
+            .map_err(GatewayError::from_read)
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
         self.0
             .commit(partition, offset)
             .await
-            .map_err(unavailable_if_lost)
-    }
-}
-
-fn unavailable_if_lost(error: IggyError) -> GatewayError {
-    if is_connection_lost(&error) {
-        GatewayError::IggyUnavailable
-    } else {
-        GatewayError::Iggy(error)
+            .map_err(GatewayError::from_read)
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
     token::{self, Positions},
 };
 use crate::{
-    error::{GatewayError, is_connection_lost},
+    error::GatewayError,
     iggy::IggyPool,
     messaging::headers,
     proto::{self, subscribe_response::Kind},
@@ -70,15 +70,9 @@ impl From<GatewayError> for End {
     }
 }
 
-/// A lost connection means Iggy is unreachable: the stream ends with
-/// IGGY_UNAVAILABLE; anything else ends it with Iggy's own error.
 impl From<IggyError> for End {
     fn from(error: IggyError) -> Self {
-        if is_connection_lost(&error) {
-            Self::Failed(GatewayError::IggyUnavailable)
-        } else {
-            Self::Failed(GatewayError::Iggy(error))
-        }
+        Self::Failed(GatewayError::from_read(error))
     }
 }
 
