@@ -1,6 +1,7 @@
 //! Command-line flags with environment-variable fallbacks.
 
 use crate::{
+    edge::RateSpec,
     iggy::PoolOptions,
     messaging::{PublishLimits, subscribe::SubscribeLimits},
 };
@@ -99,9 +100,100 @@ pub struct Config {
     #[arg(long, env = "IGGY_GRPC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// API keys file (TOML, or JSON when it ends in .json); see the README
+    /// for its shape. With no keys at all, authentication is off.
+    #[arg(long, env = "IGGY_GRPC_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// API keys as `id:secret:scope+scope[:stream+stream]`, separated by `;`
+    /// (secrets are hashed at start; prefer the environment variable over
+    /// the flag, which other users can see in the process list).
+    #[arg(long, env = "IGGY_GRPC_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// Require a valid API key (any scope) for reflection; health stays open.
+    #[arg(long, env = "IGGY_GRPC_REFLECTION_REQUIRES_KEY")]
+    pub reflection_requires_key: bool,
+
+    /// Failed authentications from one address that lock it out (0: never).
+    #[arg(long, env = "IGGY_GRPC_AUTH_MAX_FAILURES", default_value_t = 10)]
+    pub auth_max_failures: u32,
+
+    /// The window failures are counted in, and how long a lockout lasts.
+    #[arg(long, env = "IGGY_GRPC_AUTH_LOCKOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub auth_lockout: Duration,
+
+    /// Requests per second per principal (key, certificate, or peer address
+    /// when auth is off); 0: unlimited. Keys may set their own.
+    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_REQUESTS", default_value_t = 0)]
+    pub rate_limit_requests: u32,
+
+    /// Requests a principal may send at once above its rate (default: one second's worth).
+    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_REQUEST_BURST")]
+    pub rate_limit_request_burst: Option<u32>,
+
+    /// Published messages per second per principal (a batch costs its
+    /// size); 0: unlimited. Keys may set their own.
+    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_MESSAGES", default_value_t = 0)]
+    pub rate_limit_messages: u32,
+
+    /// Messages a principal may publish at once above its rate (default:
+    /// one second's worth); also the largest batch it can send.
+    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_MESSAGE_BURST")]
+    pub rate_limit_message_burst: Option<u32>,
+
+    /// Most calls in progress across all connections; more are refused at
+    /// once with RESOURCE_EXHAUSTED (health checks are never refused).
+    #[arg(long, env = "IGGY_GRPC_MAX_CONCURRENT_CALLS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_concurrent_calls: u64,
+
+    /// Most concurrent HTTP/2 streams (calls) on one client connection.
+    #[arg(long, env = "IGGY_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+
+    /// Interval of HTTP/2 keepalive pings to idle clients (0s: off).
+    #[arg(long, env = "IGGY_GRPC_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "IGGY_GRPC_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Server certificate chain (PEM); turns TLS on (needs --tls-key).
+    #[arg(long, env = "IGGY_GRPC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Server private key (PEM).
+    #[arg(long, env = "IGGY_GRPC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) that client certificates must chain to: turns on mutual TLS.
+    /// A client certificate's common name can stand in for an API key.
+    #[arg(long, env = "IGGY_GRPC_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Address of the Prometheus endpoint (GET /metrics); empty: off.
+    #[arg(long, env = "IGGY_GRPC_METRICS_LISTEN", default_value = "0.0.0.0:9100", value_parser = optional_address)]
+    pub metrics_listen: OptionalAddress,
+
     /// Log output format.
     #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A socket address that may be switched off with an empty value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+fn optional_address(text: &str) -> Result<OptionalAddress, String> {
+    if text.trim().is_empty() {
+        return Ok(OptionalAddress(None));
+    }
+    text.parse()
+        .map(|address| OptionalAddress(Some(address)))
+        .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:9100 (or empty for off)"))
 }
 
 /// How log lines are written.
@@ -146,6 +238,21 @@ impl Config {
     /// The largest request to decode.
     pub fn max_request_bytes(&self) -> usize {
         to_usize(self.max_request_bytes)
+    }
+
+    /// The global request rate per principal, if limited.
+    pub fn request_rate(&self) -> Option<RateSpec> {
+        RateSpec::new(self.rate_limit_requests, self.rate_limit_request_burst)
+    }
+
+    /// The global message rate per principal, if limited.
+    pub fn message_rate(&self) -> Option<RateSpec> {
+        RateSpec::new(self.rate_limit_messages, self.rate_limit_message_burst)
+    }
+
+    /// The keepalive ping interval, if on.
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        (!self.http2_keepalive_interval.is_zero()).then_some(self.http2_keepalive_interval)
     }
 
     /// The pool settings this configuration asks for.

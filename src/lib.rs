@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod iggy;

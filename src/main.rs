@@ -77,6 +77,22 @@ async fn run(mut config: Config) -> ExitCode {
         }
     };
     info!(listen = %config.listen, "listening");
+    let metrics = match config.metrics_listen.0 {
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(listener) => {
+                info!(listen = %address, "serving Prometheus metrics at /metrics");
+                Some(tokio::spawn(iggy_grpc::metrics::endpoint::serve(
+                    listener,
+                    std::future::pending(),
+                )))
+            }
+            Err(error) => {
+                eprintln!("iggy-grpc: cannot listen for metrics on {address}: {error}");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        },
+        None => None,
+    };
 
     let embedded = if config.embedded {
         let options = EmbeddedOptions {
@@ -103,11 +119,18 @@ async fn run(mut config: Config) -> ExitCode {
     };
 
     let served = iggy_grpc::serve(listener, config, shutdown_signal()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     if let Some(embedded) = embedded {
         embedded.stop().await;
     }
     match served {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_configuration() => {
+            eprintln!("iggy-grpc: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(error) => {
             error!(%error, "gateway failed");
             ExitCode::FAILURE

@@ -3,13 +3,23 @@
 use crate::{
     admin::{Admin, StatsCache},
     config::Config,
+    edge::{
+        ApiKeys, Lockout, RateLimits,
+        keys::KeysError,
+        method,
+        tls::{self, TlsError},
+    },
     health,
     iggy::{IggyPool, IggyTarget, TargetError},
-    layers::ArrivalLayer,
+    layers::{
+        ArrivalLayer, AuthLayer, Authenticator, CallLogLayer, LoadShedLayer, RateLimitLayer,
+        RequestIdLayer,
+    },
     messaging::{
         Messaging, PartitionRouter, Publisher,
         subscribe::{Subscriptions, Wakeups},
     },
+    metrics,
     proto::{
         self, admin_service_server::AdminServiceServer,
         messaging_service_server::MessagingServiceServer,
@@ -17,8 +27,9 @@ use crate::{
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
 use tracing::{info, warn};
 
 /// Why the gateway could not serve.
@@ -30,9 +41,23 @@ pub enum ServeError {
     /// The reflection service could not be built from the descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The API keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The gRPC server failed.
     #[error("gRPC server error: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+impl ServeError {
+    /// Whether the configuration is at fault (bad keys, TLS files, Iggy
+    /// URL), as opposed to a failure while serving.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::Keys(_) | Self::Tls(_))
+    }
 }
 
 /// Reflection over the gateway's own protos, grpc.health.v1 and both
@@ -57,6 +82,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let target = IggyTarget::parse(&config.iggy_url)?;
+    let edge = Edge::load(&config)?;
     info!(
         iggy = target.server_address(),
         pool_size = config.pool_size,
@@ -95,14 +121,33 @@ pub async fn serve(
         config.publish_limits(),
         subscriptions,
         config.subscribe_limits(),
+        Arc::clone(&edge.rate_limits),
     );
     let max_request = config.max_request_bytes();
+    let pool_metrics = track_pool_metrics(pool.watch_status());
 
-    let (stop_accepting, mut stop_accepting_rx) = watch::channel(false);
-    let server = Server::builder()
+    // The order is explained in `layers`: outermost first.
+    let layers = ServiceBuilder::new()
         // Innermost of the transport's layers: stamps arrival right after
         // the transport starts its own clock for `grpc-timeout`.
         .layer(ArrivalLayer)
+        .layer(RequestIdLayer)
+        .layer(CallLogLayer::new(method::known_methods()))
+        .layer(AuthLayer::new(edge.authenticator))
+        .layer(RateLimitLayer::new(edge.rate_limits))
+        .layer(LoadShedLayer::new(to_usize(config.max_concurrent_calls)))
+        .into_inner();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_keepalive_interval(config.keepalive_interval())
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout));
+    if let Some(tls) = edge.tls {
+        builder = builder.tls_config(tls)?;
+    }
+
+    let (stop_accepting, mut stop_accepting_rx) = watch::channel(false);
+    let server = builder
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -141,6 +186,70 @@ pub async fn serve(
         }
     };
     pool.close();
+    pool_metrics.abort();
     info!("stopped");
     result
+}
+
+/// What the edge layers need, loaded from the configuration.
+struct Edge {
+    authenticator: Arc<Authenticator>,
+    rate_limits: Arc<RateLimits>,
+    tls: Option<ServerTlsConfig>,
+}
+
+impl Edge {
+    fn load(config: &Config) -> Result<Self, ServeError> {
+        let keys = ApiKeys::load(config.api_keys_file.as_deref(), config.api_keys.as_deref())?;
+        if keys.is_empty() {
+            warn!(
+                "AUTHENTICATION IS OFF: no API keys are configured (--api-keys-file, \
+                 IGGY_GRPC_API_KEYS); every caller may publish, subscribe and administer"
+            );
+        } else {
+            info!(keys = keys.iter().count(), "API key authentication is on");
+        }
+        let rate_limits = Arc::new(RateLimits::new(
+            config.request_rate(),
+            config.message_rate(),
+            &keys,
+        ));
+        let authenticator = Arc::new(Authenticator::new(
+            keys,
+            Lockout::new(config.auth_max_failures, config.auth_lockout),
+            !config.reflection_requires_key,
+        ));
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = tls::server_config(cert, key, config.tls_client_ca.as_deref())?;
+                info!(mutual = config.tls_client_ca.is_some(), "TLS is on");
+                Some(tls)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            authenticator,
+            rate_limits,
+            tls,
+        })
+    }
+}
+
+/// Keeps the pool gauges in step with the pool.
+fn track_pool_metrics(
+    mut status: watch::Receiver<crate::iggy::PoolStatus>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let current = *status.borrow_and_update();
+            metrics::set_pool(current.live, current.total);
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }

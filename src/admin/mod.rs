@@ -13,6 +13,10 @@ pub use convert::{duration, system_time, timestamp};
 pub use system::StatsCache;
 
 use crate::{
+    edge::{
+        StreamRef,
+        access::{self, NamesStream},
+    },
     error::GatewayError,
     iggy::IggyPool,
     messaging::PartitionRouter,
@@ -51,6 +55,11 @@ impl Admin {
     }
 }
 
+/// The request's body when the caller may use the stream it names.
+fn admit<T: NamesStream>(request: Request<T>) -> Result<T, Status> {
+    access::admit(request).map_err(GatewayError::into_status)
+}
+
 fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(GatewayError::into_status)
 }
@@ -61,7 +70,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::CreateStreamRequest>,
     ) -> Result<Response<proto::CreateStreamResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(streams::create(&self.pool, r).await)
     }
 
@@ -69,22 +78,31 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetStreamRequest>,
     ) -> Result<Response<proto::GetStreamResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(streams::get(&self.pool, r).await)
     }
 
     async fn list_streams(
         &self,
-        _request: Request<proto::ListStreamsRequest>,
+        request: Request<proto::ListStreamsRequest>,
     ) -> Result<Response<proto::ListStreamsResponse>, Status> {
-        respond(streams::list(&self.pool).await)
+        let principal = access::principal(&request);
+        let mut listed = respond(streams::list(&self.pool).await)?;
+        // A key restricted to some streams sees only those.
+        if let Some(principal) = principal {
+            listed.get_mut().streams.retain(|stream| {
+                principal.may_use_stream(StreamRef::Name(&stream.name))
+                    || principal.may_use_stream(StreamRef::Id(stream.id))
+            });
+        }
+        Ok(listed)
     }
 
     async fn update_stream(
         &self,
         request: Request<proto::UpdateStreamRequest>,
     ) -> Result<Response<proto::UpdateStreamResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(streams::update(&self.pool, r).await)
     }
 
@@ -92,7 +110,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::DeleteStreamRequest>,
     ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(
             self.changing_partitions(streams::delete(&self.pool, r))
                 .await,
@@ -103,7 +121,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::PurgeStreamRequest>,
     ) -> Result<Response<proto::PurgeStreamResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(streams::purge(&self.pool, r).await)
     }
 
@@ -111,7 +129,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::CreateTopicRequest>,
     ) -> Result<Response<proto::CreateTopicResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(
             self.changing_partitions(topics::create(&self.pool, r))
                 .await,
@@ -122,7 +140,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetTopicRequest>,
     ) -> Result<Response<proto::GetTopicResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(topics::get(&self.pool, r).await)
     }
 
@@ -130,7 +148,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::ListTopicsRequest>,
     ) -> Result<Response<proto::ListTopicsResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(topics::list(&self.pool, r).await)
     }
 
@@ -138,7 +156,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::UpdateTopicRequest>,
     ) -> Result<Response<proto::UpdateTopicResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(topics::update(&self.pool, r).await)
     }
 
@@ -146,7 +164,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::DeleteTopicRequest>,
     ) -> Result<Response<proto::DeleteTopicResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(
             self.changing_partitions(topics::delete(&self.pool, r))
                 .await,
@@ -157,7 +175,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::PurgeTopicRequest>,
     ) -> Result<Response<proto::PurgeTopicResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(topics::purge(&self.pool, r).await)
     }
 
@@ -165,7 +183,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::CreatePartitionsRequest>,
     ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(
             self.changing_partitions(partitions::create(&self.pool, r))
                 .await,
@@ -176,7 +194,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::DeletePartitionsRequest>,
     ) -> Result<Response<proto::DeletePartitionsResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(
             self.changing_partitions(partitions::delete(&self.pool, r))
                 .await,
@@ -187,7 +205,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::CreateConsumerGroupRequest>,
     ) -> Result<Response<proto::CreateConsumerGroupResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(groups::create(&self.pool, r).await)
     }
 
@@ -195,7 +213,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetConsumerGroupRequest>,
     ) -> Result<Response<proto::GetConsumerGroupResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(groups::get(&self.pool, r).await)
     }
 
@@ -203,7 +221,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::ListConsumerGroupsRequest>,
     ) -> Result<Response<proto::ListConsumerGroupsResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(groups::list(&self.pool, r).await)
     }
 
@@ -211,7 +229,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::DeleteConsumerGroupRequest>,
     ) -> Result<Response<proto::DeleteConsumerGroupResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(groups::delete(&self.pool, r).await)
     }
 
@@ -219,7 +237,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetConsumerOffsetRequest>,
     ) -> Result<Response<proto::GetConsumerOffsetResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(offsets::get(&self.pool, r).await)
     }
 
@@ -227,7 +245,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::StoreConsumerOffsetRequest>,
     ) -> Result<Response<proto::StoreConsumerOffsetResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(offsets::store(&self.pool, r).await)
     }
 
@@ -235,7 +253,7 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::DeleteConsumerOffsetRequest>,
     ) -> Result<Response<proto::DeleteConsumerOffsetResponse>, Status> {
-        let r = request.into_inner();
+        let r = admit(request)?;
         respond(offsets::delete(&self.pool, r).await)
     }
 

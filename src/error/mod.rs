@@ -15,6 +15,9 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Response metadata with the seconds to wait, beside RetryInfo.
+pub const RETRY_AFTER_HEADER: &str = "retry-after";
+
 /// The `domain` of every ErrorInfo this gateway sends.
 pub const ERROR_DOMAIN: &str = "iggy-grpc";
 
@@ -80,9 +83,64 @@ pub enum GatewayError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect (with your resume token) elsewhere or later")]
     ShuttingDown,
+    /// The call carries no valid credentials.
+    #[error("{message}")]
+    Unauthenticated {
+        /// API_KEY_MISSING or API_KEY_INVALID.
+        reason: &'static str,
+        /// What is missing or wrong (never the secret).
+        message: String,
+    },
+    /// The peer failed authentication too often and is locked out.
+    #[error("too many failed authentication attempts from this address; retry after {}s", retry_after_seconds(*.retry_after))]
+    LockedOut {
+        /// How long the lockout still lasts.
+        retry_after: Duration,
+    },
+    /// The caller is known but may not make this call.
+    #[error("{message}")]
+    PermissionDenied {
+        /// SCOPE_MISSING, STREAM_NOT_ALLOWED, ...
+        reason: &'static str,
+        /// What was refused and why.
+        message: String,
+    },
+    /// The caller is over its rate limit.
+    #[error("rate limit exceeded for {what}; retry after {}s", retry_after_seconds(*.retry_after))]
+    RateLimited {
+        /// `requests` or `messages`.
+        what: &'static str,
+        /// When the call would be admitted.
+        retry_after: Duration,
+    },
+    /// A batch larger than the caller's message burst: it can never pass as one call.
+    #[error(
+        "the batch has {count} messages but the message rate limit allows at most {burst} at once; split it"
+    )]
+    OverRateBurst {
+        /// Messages in the batch.
+        count: usize,
+        /// The caller's message burst.
+        burst: u32,
+    },
+    /// The gateway is running its maximum of concurrent calls.
+    #[error("the gateway is at its limit of {limit} concurrent calls; retry shortly")]
+    Overloaded {
+        /// The configured limit.
+        limit: usize,
+    },
     /// A fault inside the gateway; a bug if it is ever seen.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// How long a client is told to wait when the gateway sheds load.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Whole seconds to wait, rounded up (what `retry-after` carries).
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 impl GatewayError {
@@ -106,6 +164,11 @@ impl GatewayError {
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::TooManySubscriptions { .. } => Code::ResourceExhausted,
             Self::ShuttingDown => Code::Unavailable,
+            Self::Unauthenticated { .. } | Self::LockedOut { .. } => Code::Unauthenticated,
+            Self::PermissionDenied { .. } => Code::PermissionDenied,
+            Self::RateLimited { .. } | Self::OverRateBurst { .. } | Self::Overloaded { .. } => {
+                Code::ResourceExhausted
+            }
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -122,6 +185,13 @@ impl GatewayError {
             Self::FailedPrecondition { reason, .. } => (*reason).into(),
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
             Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
+            Self::Unauthenticated { reason, .. } | Self::PermissionDenied { reason, .. } => {
+                (*reason).into()
+            }
+            Self::LockedOut { .. } => "AUTH_LOCKED_OUT".into(),
+            Self::RateLimited { .. } => "RATE_LIMITED".into(),
+            Self::OverRateBurst { .. } => "BATCH_OVER_RATE_BURST".into(),
+            Self::Overloaded { .. } => "GATEWAY_OVERLOADED".into(),
             Self::Internal(_) => "INTERNAL".into(),
         }
     }
@@ -135,32 +205,49 @@ impl GatewayError {
     /// token of a subscription that ends).
     pub fn into_status_with(self, mut metadata: HashMap<String, String>) -> Status {
         let mut details = ErrorDetails::new();
-        match &self {
-            Self::InvalidArgument { field, description } => {
-                details.add_bad_request_violation(field.clone(), description.clone());
-            }
-            Self::Iggy(error) => {
-                metadata.insert("iggy_code".to_owned(), error.as_code().to_string());
-                if grpc_code(error) == Code::Unavailable {
-                    details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
-                }
-            }
-            Self::IggyUnavailable => {
-                details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
-            }
-            Self::PoolExhausted { retry_after, .. } => {
-                details.set_retry_info(Some(*retry_after));
-            }
-            Self::OutcomeUnknown { .. }
-            | Self::ShuttingDown
-            | Self::TooManySubscriptions { .. } => {
-                details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
-            }
-            Self::SubscriptionNotFound(_) | Self::FailedPrecondition { .. } | Self::Internal(_) => {
-            }
+        if let Self::InvalidArgument { field, description } = &self {
+            details.add_bad_request_violation(field.clone(), description.clone());
+        }
+        if let Self::Iggy(error) = &self {
+            metadata.insert("iggy_code".to_owned(), error.as_code().to_string());
+        }
+        let retry_after = self.retry_after();
+        if retry_after.is_some() {
+            details.set_retry_info(retry_after);
         }
         details.set_error_info(self.reason(), ERROR_DOMAIN, metadata);
-        Status::with_error_details(self.code(), self.to_string(), details)
+        let mut status = Status::with_error_details(self.code(), self.to_string(), details);
+        if let Some(wait) = retry_after
+            && let Ok(value) = retry_after_seconds(wait).to_string().parse()
+        {
+            // For clients and proxies that read HTTP's Retry-After, not RetryInfo.
+            status.metadata_mut().insert(RETRY_AFTER_HEADER, value);
+        }
+        status
+    }
+
+    /// How long a client should wait before retrying, where waiting helps.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Iggy(error) => {
+                (grpc_code(error) == Code::Unavailable).then_some(UNAVAILABLE_RETRY_AFTER)
+            }
+            Self::PoolExhausted { retry_after, .. }
+            | Self::LockedOut { retry_after }
+            | Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::IggyUnavailable
+            | Self::OutcomeUnknown { .. }
+            | Self::ShuttingDown
+            | Self::TooManySubscriptions { .. } => Some(UNAVAILABLE_RETRY_AFTER),
+            Self::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
+            Self::InvalidArgument { .. }
+            | Self::SubscriptionNotFound(_)
+            | Self::FailedPrecondition { .. }
+            | Self::Unauthenticated { .. }
+            | Self::PermissionDenied { .. }
+            | Self::OverRateBurst { .. }
+            | Self::Internal(_) => None,
+        }
     }
 }
 

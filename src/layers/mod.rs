@@ -1,5 +1,29 @@
 //! Tower layers around the gRPC services, one file per layer.
+//!
+//! The order is deliberate (outermost first):
+//!
+//! 1. [`ArrivalLayer`]: stamps the arrival instant for deadline handling.
+//! 2. [`RequestIdLayer`]: every call, even a refused one, gets a request id,
+//!    a tracing span and the id echoed back.
+//! 3. [`CallLogLayer`]: one log line and the metrics per call, so refusals
+//!    by the layers below are counted and logged too.
+//! 4. [`AuthLayer`]: who is calling and whether the method's scope allows it;
+//!    cheap refusals before any limit is spent.
+//! 5. [`RateLimitLayer`]: per-principal request rates, which need the
+//!    principal.
+//! 6. [`LoadShedLayer`]: the global concurrency limit, last, so only calls
+//!    that will really run take a slot.
 
 mod arrival;
+mod auth;
+mod call_log;
+mod load_shed;
+mod rate_limit;
+mod request_id;
 
 pub use arrival::{Arrival, ArrivalLayer};
+pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
+pub use call_log::CallLogLayer;
+pub use load_shed::LoadShedLayer;
+pub use rate_limit::RateLimitLayer;
+pub use request_id::RequestIdLayer;

@@ -14,6 +14,24 @@ pub const MAX_HEADER_FIELD_BYTES: usize = 255;
 /// count headers against the size limit before Iggy is called.
 const PER_HEADER_OVERHEAD: usize = 10;
 
+/// The Iggy header that carries the publisher's W3C trace context.
+pub const TRACEPARENT_KEY: &str = "traceparent";
+
+/// Stores the call's `traceparent` on a message, unless the message sets
+/// that header itself (the client's own value wins).
+pub fn add_traceparent(headers: &mut BTreeMap<HeaderKey, HeaderValue>, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let (Ok(key), Ok(value)) = (
+        HeaderKey::try_from(TRACEPARENT_KEY),
+        HeaderValue::try_from(traceparent),
+    ) else {
+        return;
+    };
+    headers.entry(key).or_insert(value);
+}
+
 /// Converts request headers, checking each key and value and the total size
 /// against `max_total_bytes`. `field` is the map's field path for errors.
 pub fn to_iggy(

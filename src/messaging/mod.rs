@@ -12,8 +12,10 @@ pub mod subscribe;
 pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
 
 use crate::{
+    edge::{Principal, RateLimits, Refusal, Traceparent, access},
     error::GatewayError,
     iggy::IggyPool,
+    metrics,
     proto::{self, messaging_service_server::MessagingService},
     validate,
 };
@@ -30,17 +32,20 @@ pub struct Messaging {
     limits: PublishLimits,
     subscriptions: Arc<Subscriptions>,
     subscribe_limits: SubscribeLimits,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl Messaging {
     /// Serves messaging calls: publishing through `publisher` within
-    /// `limits`, streams through `subscriptions`, polls and acks over `pool`.
+    /// `limits`, streams through `subscriptions`, polls and acks over `pool`;
+    /// publishers' message rates are held to `rate_limits`.
     pub fn new(
         pool: IggyPool,
         publisher: Publisher,
         limits: PublishLimits,
         subscriptions: Arc<Subscriptions>,
         subscribe_limits: SubscribeLimits,
+        rate_limits: Arc<RateLimits>,
     ) -> Self {
         Self {
             pool,
@@ -48,6 +53,25 @@ impl Messaging {
             limits,
             subscriptions,
             subscribe_limits,
+            rate_limits,
+        }
+    }
+
+    /// Admits a publish of `count` messages by the caller, or refuses it
+    /// over the caller's message rate.
+    fn admit_messages(&self, caller: &Caller, count: usize) -> Result<(), GatewayError> {
+        match self.rate_limits.admit_messages(&caller.principal, count) {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                metrics::count_rate_limited("messages");
+                Err(match refusal {
+                    Refusal::RetryAfter(retry_after) => GatewayError::RateLimited {
+                        what: "messages",
+                        retry_after,
+                    },
+                    Refusal::LargerThanBurst(burst) => GatewayError::OverRateBurst { count, burst },
+                })
+            }
         }
     }
 
@@ -72,7 +96,8 @@ impl Messaging {
         request: Request<proto::PublishRequest>,
     ) -> Result<proto::PublishResponse, GatewayError> {
         let deadline = deadline::remaining(&request);
-        let request = request.into_inner();
+        let caller = Caller::of(&request)?;
+        let request = access::admit(request)?;
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         let route = Route::parse(
@@ -80,7 +105,13 @@ impl Messaging {
             request.partitioning.as_ref(),
             &Route::Balanced,
         )?;
-        let outgoing = publish::build("message", request.message, &self.limits)?;
+        let outgoing = publish::build(
+            "message",
+            request.message,
+            &self.limits,
+            caller.traceparent(),
+        )?;
+        self.admit_messages(&caller, 1)?;
         let entries = vec![Entry { route, outgoing }];
         let result = single(
             deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
@@ -96,7 +127,8 @@ impl Messaging {
         request: Request<proto::PublishBatchRequest>,
     ) -> Result<proto::PublishBatchResponse, GatewayError> {
         let deadline = deadline::remaining(&request);
-        let request = request.into_inner();
+        let caller = Caller::of(&request)?;
+        let request = access::admit(request)?;
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         self.check_batch_size("messages", request.messages.len())?;
@@ -121,10 +153,12 @@ impl Messaging {
                         &format!("{field}.message"),
                         entry.message,
                         &self.limits,
+                        caller.traceparent(),
                     )?,
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
+        self.admit_messages(&caller, entries.len())?;
         let results =
             deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
                 .await?;
@@ -138,10 +172,12 @@ impl Messaging {
         request: Request<proto::PublishEventRequest>,
     ) -> Result<proto::PublishEventResponse, GatewayError> {
         let deadline = deadline::remaining(&request);
-        let request = request.into_inner();
+        let caller = Caller::of(&request)?;
+        let request = access::admit(request)?;
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
-        let event = events::build("event", request.event, &self.limits)?;
+        let event = events::build("event", request.event, &self.limits, caller.traceparent())?;
+        self.admit_messages(&caller, 1)?;
         let route = Route::parse(
             "partitioning",
             request.partitioning.as_ref(),
@@ -165,7 +201,8 @@ impl Messaging {
         request: Request<proto::PublishEventBatchRequest>,
     ) -> Result<proto::PublishEventBatchResponse, GatewayError> {
         let deadline = deadline::remaining(&request);
-        let request = request.into_inner();
+        let caller = Caller::of(&request)?;
+        let request = access::admit(request)?;
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         self.check_batch_size("events", request.events.len())?;
@@ -174,19 +211,49 @@ impl Messaging {
             .into_iter()
             .enumerate()
             .map(|(index, event)| {
-                let event = events::build(&format!("events[{index}]"), Some(event), &self.limits)?;
+                let event = events::build(
+                    &format!("events[{index}]"),
+                    Some(event),
+                    &self.limits,
+                    caller.traceparent(),
+                )?;
                 Ok(Entry {
                     route: event.default_route,
                     outgoing: event.outgoing,
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
+        self.admit_messages(&caller, entries.len())?;
         let results =
             deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
                 .await?;
         Ok(proto::PublishEventBatchResponse {
             results: batch_results(results),
         })
+    }
+}
+
+/// Who is publishing, and the trace context to store on their messages.
+struct Caller {
+    principal: Arc<Principal>,
+    traceparent: Option<Traceparent>,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Result<Self, GatewayError> {
+        let principal =
+            access::principal(request).ok_or_else(|| GatewayError::PermissionDenied {
+                reason: "NO_PRINCIPAL",
+                message: "the call carries no identified principal".into(),
+            })?;
+        Ok(Self {
+            principal,
+            traceparent: request.extensions().get::<Traceparent>().cloned(),
+        })
+    }
+
+    fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_ref().map(Traceparent::as_str)
     }
 }
 
@@ -258,20 +325,23 @@ impl MessagingService for Messaging {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        respond(self.subscriptions.subscribe(request.into_inner()).await)
+        let request = access::admit(request).map_err(GatewayError::into_status)?;
+        respond(self.subscriptions.subscribe(request).await)
     }
 
     async fn poll(
         &self,
         request: Request<proto::PollRequest>,
     ) -> Result<Response<proto::PollResponse>, Status> {
-        respond(poll::poll(&self.pool, &self.subscribe_limits, request.into_inner()).await)
+        let request = access::admit(request).map_err(GatewayError::into_status)?;
+        respond(poll::poll(&self.pool, &self.subscribe_limits, request).await)
     }
 
     async fn ack(
         &self,
         request: Request<proto::AckRequest>,
     ) -> Result<Response<proto::AckResponse>, Status> {
-        respond(ack::ack(&self.pool, &self.subscriptions, request.into_inner()).await)
+        let request = access::admit(request).map_err(GatewayError::into_status)?;
+        respond(ack::ack(&self.pool, &self.subscriptions, request).await)
     }
 }

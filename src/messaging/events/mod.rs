@@ -33,6 +33,7 @@ pub fn build(
     field: &str,
     event: Option<proto::Event>,
     limits: &PublishLimits,
+    traceparent: Option<&str>,
 ) -> Result<EventMessage, GatewayError> {
     let event = event.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
     let id = message_id(&format!("{field}.id"), &event.id)?;
@@ -122,6 +123,7 @@ pub fn build(
             &event.correlation_id,
         )?;
     }
+    crate::messaging::headers::add_traceparent(&mut headers, traceparent);
     let message = IggyMessage::builder()
         .id(id.as_u128())
         .payload(payload)
@@ -256,7 +258,13 @@ mod tests {
 
     #[test]
     fn an_order_event_is_json_keyed_by_its_order() {
-        let built = build("event", Some(order_event()), &PublishLimits::default()).expect("valid");
+        let built = build(
+            "event",
+            Some(order_event()),
+            &PublishLimits::default(),
+            None,
+        )
+        .expect("valid");
         assert_eq!(
             built.default_route,
             Route::Key(Bytes::from_static(b"order-42"))
@@ -286,7 +294,7 @@ mod tests {
         if let Some(Payload::Order(order)) = &mut missing_kind.payload {
             order.kind = 0;
         }
-        let error = build("event", Some(missing_kind), &PublishLimits::default()).err();
+        let error = build("event", Some(missing_kind), &PublishLimits::default(), None).err();
         assert!(
             matches!(error, Some(GatewayError::InvalidArgument { ref field, .. }) if field == "event.order.kind")
         );
@@ -295,13 +303,19 @@ mod tests {
             payload: Some(Payload::Data(prost_types::Struct::default())),
             ..Default::default()
         };
-        let error = build("event", Some(data_without_type), &PublishLimits::default()).err();
+        let error = build(
+            "event",
+            Some(data_without_type),
+            &PublishLimits::default(),
+            None,
+        )
+        .err();
         assert!(
             matches!(error, Some(GatewayError::InvalidArgument { ref field, .. }) if field == "event.type")
         );
 
         let no_payload = proto::Event::default();
-        let error = build("event", Some(no_payload), &PublishLimits::default()).err();
+        let error = build("event", Some(no_payload), &PublishLimits::default(), None).err();
         assert!(
             matches!(error, Some(GatewayError::InvalidArgument { ref field, .. }) if field == "event.payload")
         );

@@ -293,7 +293,8 @@ mod tests {
             payload: Bytes::from(format!("entry {index}")),
             headers: Default::default(),
         };
-        let outgoing = build("message", Some(message), &PublishLimits::default()).expect("valid");
+        let outgoing =
+            build("message", Some(message), &PublishLimits::default(), None).expect("valid");
         (index, route, outgoing)
     }
 

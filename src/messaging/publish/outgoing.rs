@@ -39,11 +39,13 @@ pub struct Outgoing {
 }
 
 /// Validates `message` (the request field at `field`) and builds the Iggy
-/// message. A missing id gets a fresh UUIDv4.
+/// message. A missing id gets a fresh UUIDv4; `traceparent` (the call's
+/// trace context) is stored as a header.
 pub fn build(
     field: &str,
     message: Option<proto::Message>,
     limits: &PublishLimits,
+    traceparent: Option<&str>,
 ) -> Result<Outgoing, GatewayError> {
     let message = message.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
     let id = message_id(&format!("{field}.id"), &message.id)?;
@@ -61,11 +63,14 @@ pub fn build(
             ),
         ));
     }
-    let user_headers = headers::to_iggy(
+    let mut user_headers = headers::to_iggy(
         &format!("{field}.headers"),
         &message.headers,
         limits.max_headers_bytes,
     )?;
+    if traceparent.is_some() {
+        headers::add_traceparent(user_headers.get_or_insert_default(), traceparent);
+    }
     let built = IggyMessage::builder()
         .id(id.as_u128())
         .payload(message.payload)
@@ -116,14 +121,25 @@ mod tests {
     #[test]
     fn keeps_a_given_id_and_generates_a_missing_one() {
         let id = "6f2b0c1e-7a3d-4e55-9d0a-1b2c3d4e5f60";
-        let kept = build("message", message(id, b"x"), &PublishLimits::default()).expect("valid");
+        let kept = build(
+            "message",
+            message(id, b"x"),
+            &PublishLimits::default(),
+            None,
+        )
+        .expect("valid");
         assert_eq!(kept.id, id);
         assert_eq!(
             kept.message.header.id,
             Uuid::parse_str(id).expect("uuid").as_u128()
         );
-        let generated =
-            build("message", message("", b"x"), &PublishLimits::default()).expect("valid");
+        let generated = build(
+            "message",
+            message("", b"x"),
+            &PublishLimits::default(),
+            None,
+        )
+        .expect("valid");
         assert_eq!(
             Uuid::parse_str(&generated.id)
                 .expect("uuid")
@@ -139,11 +155,11 @@ mod tests {
             ..PublishLimits::default()
         };
         assert_eq!(
-            field_of(build("message", None, &limits).unwrap_err()),
+            field_of(build("message", None, &limits, None).unwrap_err()),
             "message"
         );
         assert_eq!(
-            field_of(build("message", message("not-a-uuid", b"x"), &limits).unwrap_err()),
+            field_of(build("message", message("not-a-uuid", b"x"), &limits, None).unwrap_err()),
             "message.id"
         );
         assert_eq!(
@@ -151,18 +167,21 @@ mod tests {
                 build(
                     "m",
                     message("00000000-0000-0000-0000-000000000000", b"x"),
-                    &limits
+                    &limits,
+                    None
                 )
                 .unwrap_err()
             ),
             "m.id"
         );
         assert_eq!(
-            field_of(build("message", message("", b""), &limits).unwrap_err()),
+            field_of(build("message", message("", b""), &limits, None).unwrap_err()),
             "message.payload"
         );
         assert_eq!(
-            field_of(build("messages[2].message", message("", b"12345"), &limits).unwrap_err()),
+            field_of(
+                build("messages[2].message", message("", b"12345"), &limits, None).unwrap_err()
+            ),
             "messages[2].message.payload"
         );
     }
