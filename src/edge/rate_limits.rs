@@ -5,7 +5,7 @@
 //! Keys with their own limits get their own limiter. Everyone else (keys
 //! without overrides, certificate principals, peers when auth is off) shares
 //! one keyed limiter on the global quota, keyed by principal; its idle keys
-//! are pruned whenever it tracks more than [`MAX_TRACKED_PRINCIPALS`].
+//! are pruned whenever it tracks [`MAX_TRACKED_PRINCIPALS`] or more.
 
 use super::{ApiKeys, Principal, principal::Identity};
 use governor::{
@@ -82,7 +82,7 @@ impl Limiter {
         let outcome = if let Some(limiter) = own {
             limiter.check_n(cost)
         } else if let Some(shared) = &self.shared {
-            if shared.len() > MAX_TRACKED_PRINCIPALS {
+            if shared.len() >= MAX_TRACKED_PRINCIPALS {
                 shared.retain_recent();
                 shared.shrink_to_fit();
             }

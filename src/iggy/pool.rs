@@ -115,7 +115,7 @@ impl IggyPool {
             status,
         });
         for _ in 0..total {
-            tokio::spawn(reconnect(Arc::downgrade(&shared)));
+            tokio::spawn(reconnect(Arc::downgrade(&shared), Slot::New));
         }
         tokio::spawn(probe(Arc::downgrade(&shared)));
         Self { shared }
@@ -321,7 +321,7 @@ impl Shared {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             for _ in 0..retired {
-                runtime.spawn(reconnect(Arc::downgrade(self)));
+                runtime.spawn(reconnect(Arc::downgrade(self), Slot::Lost));
             }
         }
     }
@@ -373,9 +373,16 @@ impl Drop for Lease {
     }
 }
 
+/// Whether a slot is connected for the first time or after a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    New,
+    Lost,
+}
+
 /// Connects one pool slot, retrying with backoff until it is logged in or the
 /// pool is gone.
-async fn reconnect(pool: Weak<Shared>) {
+async fn reconnect(pool: Weak<Shared>, slot: Slot) {
     let mut backoff = {
         let Some(shared) = pool.upgrade() else { return };
         Backoff::new(
@@ -410,6 +417,9 @@ async fn reconnect(pool: Weak<Shared>) {
                     generation,
                 });
                 shared.publish_status();
+                if slot == Slot::Lost {
+                    crate::metrics::count_iggy_reconnect();
+                }
                 info!(
                     server = target.server_address(),
                     attempts, "Iggy connection ready"

@@ -7,6 +7,7 @@
 
 mod admin;
 mod cli;
+mod edge;
 mod embedded;
 mod health;
 mod outcome;
@@ -33,6 +34,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(resilience::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
+    tests.extend(edge::tests());
     tests
 }
 

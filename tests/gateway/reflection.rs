@@ -117,3 +117,26 @@ async fn reflection_v1alpha(env: Env) {
         );
     }
 }
+
+/// The services reflection v1 lists on `channel` (no credentials sent).
+pub async fn list_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let requests = tokio_stream::iter([v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    }]);
+    let mut responses = client
+        .server_reflection_info(requests)
+        .await
+        .expect("reflection")
+        .into_inner();
+    let listed = responses.next().await.expect("list answer").expect("ok");
+    match listed.message_response {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("expected a service list, got {other:?}"),
+    }
+}

@@ -12,7 +12,7 @@ use crate::{
     error::{GatewayError, is_connection_lost},
     iggy::IggyPool,
     messaging::subscribe::Wakeups,
-    proto,
+    metrics, proto,
 };
 use futures_util::future::join_all;
 use iggy::prelude::{
@@ -209,6 +209,10 @@ impl Publisher {
                     let result = client
                         .send_messages(&stream, &topic, &partitioning, &mut group.messages)
                         .await;
+                    if result.is_ok() {
+                        let bytes: usize = group.messages.iter().map(|m| m.payload.len()).sum();
+                        metrics::count_published(group.messages.len() as u64, bytes as u64);
+                    }
                     Sent { group, result }
                 },
                 |sent: &Sent| sent.result.as_ref().is_err_and(is_connection_lost),

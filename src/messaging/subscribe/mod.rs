@@ -113,7 +113,9 @@ impl Subscriptions {
         let registry = Arc::clone(&self.acks);
         tokio::spawn(async move {
             info!(subscription = %id, "subscription started");
+            crate::metrics::add_active_subscriptions(1);
             session.run().await;
+            crate::metrics::add_active_subscriptions(-1);
             registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

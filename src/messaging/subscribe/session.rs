@@ -619,6 +619,7 @@ impl Session {
 
 /// A stored message as delivered to a client.
 pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessage {
+    crate::metrics::count_delivered(1, message.payload.len() as u64);
     let headers = message
         .user_headers_map()
         .ok()

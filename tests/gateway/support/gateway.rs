@@ -6,10 +6,10 @@ use iggy_grpc::{
         admin_service_client::AdminServiceClient, messaging_service_client::MessagingServiceClient,
     },
 };
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -17,6 +17,7 @@ use tonic_health::pb::{
 /// A running gateway; stopped when [`TestGateway::stop`] is called.
 pub struct TestGateway {
     channel: Channel,
+    address: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -34,20 +35,34 @@ impl TestGateway {
 
     /// Starts a gateway with `config`.
     pub async fn start_with(config: Config) -> Self {
+        Self::start_with_tls(config, None).await
+    }
+
+    /// Starts a gateway with `config`; its channel speaks TLS with `tls`
+    /// when given (the gateway's config must turn TLS on).
+    pub async fn start_with_tls(config: Config, tls: Option<ClientTlsConfig>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local address");
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(iggy_grpc::serve(listener, config, async move {
             let _ = shutdown_rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .expect("uri")
-            .connect_lazy();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{address}")).expect("uri");
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).expect("client TLS");
+        }
         Self {
-            channel,
+            channel: endpoint.connect_lazy(),
+            address,
             shutdown: Some(shutdown),
             task,
         }
+    }
+
+    /// The address the gateway listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
     }
 
     /// Starts a gateway and waits until its health is SERVING.
