@@ -178,6 +178,12 @@ pub struct Config {
     #[arg(long, env = "IGGY_GRPC_METRICS_LISTEN", default_value = "0.0.0.0:9100", value_parser = optional_address)]
     pub metrics_listen: OptionalAddress,
 
+    /// Instead of serving: ask the gateway listening at --listen (on
+    /// loopback when it listens on all addresses) for its gRPC health and
+    /// exit 0 if SERVING, 1 otherwise. For container health checks.
+    #[arg(long)]
+    pub health_check: bool,
+
     /// Log output format.
     #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

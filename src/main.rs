@@ -10,8 +10,16 @@ use iggy_grpc::{
         embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
     },
 };
-use std::process::ExitCode;
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::ExitCode,
+    time::Duration,
+};
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +43,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -43,6 +50,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.health_check {
+        return runtime.block_on(health_check(config.listen));
+    }
+    init_logging(config.log_format);
     runtime.block_on(run(config))
 }
 
@@ -133,6 +144,48 @@ async fn run(mut config: Config) -> ExitCode {
         }
         Err(error) => {
             error!(%error, "gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks the gateway at `listen` for its overall health: exit 0 when
+/// SERVING, 1 otherwise (unreachable, NOT_SERVING, or no answer in 5 s).
+async fn health_check(listen: SocketAddr) -> ExitCode {
+    let target = if listen.ip().is_unspecified() {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+    } else {
+        listen
+    };
+    let check = async {
+        let channel = Channel::from_shared(format!("http://{target}"))
+            .map_err(|error| error.to_string())?
+            .connect()
+            .await
+            .map_err(|error| error.to_string())?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|response| response.into_inner().status())
+            .map_err(|status| status.message().to_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Ok(ServingStatus::Serving)) => {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            println!("{}", status.as_str_name());
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("iggy-grpc: health check of {target} failed: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("iggy-grpc: health check of {target} got no answer in 5s");
             ExitCode::FAILURE
         }
     }

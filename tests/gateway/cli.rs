@@ -18,6 +18,9 @@ pub fn tests() -> Vec<Trial> {
             embedded_without_binary,
         ),
         Trial::test("cli::help_documents_every_flag", help_documents_flags),
+        Trial::test("cli::bad_api_keys_exit_78_naming_the_entry", bad_api_keys),
+        Trial::test("cli::unusable_tls_files_exit_78", bad_tls_files),
+        Trial::test("cli::metrics_address_in_use_exits_69", metrics_in_use),
     ]
 }
 
@@ -97,8 +100,68 @@ fn help_documents_flags() -> Result<(), Failed> {
         "IGGY_SERVER_BIN",
         "--log-format",
         "--shutdown-grace",
+        "--api-keys-file",
+        "IGGY_GRPC_API_KEYS",
+        "--rate-limit-requests",
+        "--rate-limit-messages",
+        "--auth-max-failures",
+        "--max-concurrent-calls",
+        "--tls-cert",
+        "--tls-client-ca",
+        "--metrics-listen",
+        "--health-check",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+    Ok(())
+}
+
+fn bad_api_keys() -> Result<(), Failed> {
+    let output = run(
+        &["--listen", "127.0.0.1:0", "--metrics-listen", ""],
+        &[("IGGY_GRPC_API_KEYS", "ci:short:publish")],
+    );
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("#1 of IGGY_GRPC_API_KEYS"), "{stderr}");
+    assert!(
+        !stderr.contains("short:"),
+        "the secret is not echoed: {stderr}"
+    );
+    Ok(())
+}
+
+fn bad_tls_files() -> Result<(), Failed> {
+    let missing = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("/nonexistent/cert.pem"), "{stderr}");
+    let half = run(&["--tls-cert", "cert.pem"], &[]);
+    assert_eq!(half.status.code(), Some(78), "a certificate needs its key");
+    Ok(())
+}
+
+fn metrics_in_use() -> Result<(), Failed> {
+    let taken = TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let output = run(
+        &["--listen", "127.0.0.1:0", "--metrics-listen", &address],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
     Ok(())
 }

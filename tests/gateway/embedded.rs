@@ -1,5 +1,7 @@
 //! The real binary in embedded mode: it starts its own iggy-server, serves,
-//! and on SIGTERM turns NOT_SERVING, exits 0 and stops the server.
+//! answers its own `--health-check`, exposes Prometheus metrics, logs one
+//! line per call without secrets, and on SIGTERM turns NOT_SERVING, exits 0
+//! and stops the server.
 
 use crate::support::{Env, TestBody};
 use iggy_grpc::proto::{self, admin_service_client::AdminServiceClient};
@@ -9,7 +11,7 @@ use nix::{
 };
 use std::{net::TcpListener, process::Stdio};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     process::Command,
 };
 use tokio_stream::StreamExt;
@@ -25,18 +27,44 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
     )]
 }
 
+/// The API key the test calls with; it must never appear in the log.
+const SECRET: &str = "embedded-test-secret-0123456789";
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// The body of `GET /metrics` at `port`.
+async fn scrape(port: u16) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
 async fn binary_embedded(env: Env) {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("address").port()
-    };
+    let port = free_port();
+    let metrics_port = free_port();
     let data_dir = std::env::temp_dir().join(env.unique("embedded-data"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_iggy-grpc"))
         .args(["--embedded", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
+        .env("IGGY_GRPC_API_KEYS", format!("ops:{SECRET}:admin"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -68,7 +96,12 @@ async fn binary_embedded(env: Env) {
         std::net::TcpStream::connect(&iggy_address).is_ok(),
         "embedded Iggy listens on {iggy_address}"
     );
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let drain = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push(line);
+        }
+        log
+    });
 
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("uri")
@@ -89,10 +122,39 @@ async fn binary_embedded(env: Env) {
         }
     }
     let stream = env.unique("stream");
+    let mut create = tonic::Request::new(proto::CreateStreamRequest { name: stream });
+    create
+        .metadata_mut()
+        .insert("x-api-key", SECRET.parse().expect("ascii"));
+    create
+        .metadata_mut()
+        .insert("x-request-id", "embedded-create-1".parse().expect("ascii"));
     AdminServiceClient::new(channel)
-        .create_stream(proto::CreateStreamRequest { name: stream })
+        .create_stream(create)
         .await
         .expect("the embedded Iggy serves admin calls");
+
+    // The binary probes itself for container health checks.
+    let probe = Command::new(env!("CARGO_BIN_EXE_iggy-grpc"))
+        .args(["--health-check", "--listen", &format!("0.0.0.0:{port}")])
+        .output()
+        .await
+        .expect("run --health-check");
+    assert_eq!(probe.status.code(), Some(0), "{probe:?}");
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+
+    let metrics = scrape(metrics_port).await;
+    for expected in [
+        r#"iggy_grpc_calls_total{method="iggy.gateway.v1.AdminService/CreateStream",code="OK"} 1"#,
+        "iggy_grpc_pool_connections_live ",
+        "iggy_grpc_call_duration_seconds_bucket{",
+        "iggy_grpc_active_subscriptions ",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 
     let pid = Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid fits"));
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
@@ -111,7 +173,36 @@ async fn binary_embedded(env: Env) {
     assert!(saw_not_serving, "health turned NOT_SERVING on SIGTERM");
     let status = child.wait().await.expect("wait");
     assert_eq!(status.code(), Some(0), "exit 0 after a graceful shutdown");
-    drain.await.expect("log drain");
+    let log = drain.await.expect("log drain");
+    let call_line = log
+        .iter()
+        .find(|line| line.contains("call finished") && line.contains("CreateStream"))
+        .unwrap_or_else(|| panic!("no call line in {log:#?}"));
+    for field in [
+        r#""code":"OK""#,
+        r#""request_id":"embedded-create-1""#,
+        r#""principal":"key:ops""#,
+        "duration_ms",
+    ] {
+        assert!(
+            call_line.contains(field),
+            "{field} missing from {call_line}"
+        );
+    }
+    assert!(
+        log.iter().all(|line| !line.contains(SECRET)),
+        "the API key leaked into the log"
+    );
+    let probe_after = Command::new(env!("CARGO_BIN_EXE_iggy-grpc"))
+        .args(["--health-check", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .await
+        .expect("run --health-check");
+    assert_eq!(
+        probe_after.status.code(),
+        Some(1),
+        "a stopped gateway is not healthy"
+    );
 
     // The embedded server is gone: its port no longer accepts connections.
     assert!(
