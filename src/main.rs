@@ -60,8 +60,10 @@ fn main() -> ExitCode {
 /// The log filter when RUST_LOG is unset: the gateway at info; the SDK's own
 /// per-attempt connect and heartbeat errors are left out, since the pool
 /// reports connection changes itself.
+/// (Targets match by prefix, so `iggy=warn` alone would quiet `iggy_grpc`
+/// too: the gateway's own target is named explicitly.)
 const DEFAULT_LOG_FILTER: &str =
-    "info,iggy=warn,iggy::tcp::tcp_client=off,iggy::clients::client=off";
+    "info,iggy=warn,iggy_grpc=info,iggy::tcp::tcp_client=off,iggy::clients::client=off";
 
 fn init_logging(format: LogFormat) {
     let filter =

@@ -63,7 +63,6 @@ async fn binary_embedded(env: Env) {
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["--log-format", "json"])
-        .env("RUST_LOG", "info")
         .env("IGGY_GRPC_API_KEYS", format!("ops:{SECRET}:admin"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
