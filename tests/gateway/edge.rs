@@ -4,11 +4,10 @@
 
 use crate::support::{
     Env, TestBody, TestGateway, bad_request_field, by_name, error_reason, expect_code, new_topic,
-    sdk_client,
+    sdk_client, stored,
 };
 use bytes::Bytes;
 use futures_util::FutureExt;
-use iggy::prelude::{Consumer, Identifier, MessageClient, PollingStrategy};
 use iggy_grpc::{
     Config,
     edge::keys::secret_digest_hex,
@@ -110,22 +109,10 @@ fn poll_from(stream: &str, topic: &str) -> proto::PollRequest {
     }
 }
 
-/// Messages stored in partition 0, read with the SDK.
+/// How many messages partition 0 holds, read with the SDK.
 async fn stored_count(env: &Env, stream: &str, topic: &str) -> usize {
     let iggy = sdk_client(&env.iggy.connection_string).await;
-    iggy.poll_messages(
-        &Identifier::named(stream).expect("id"),
-        &Identifier::named(topic).expect("id"),
-        Some(0),
-        &Consumer::default(),
-        &PollingStrategy::offset(0),
-        10_000,
-        false,
-    )
-    .await
-    .expect("poll directly")
-    .messages
-    .len()
+    stored(&iggy, stream, topic, 0).await.len()
 }
 
 fn config_with_keys(env: &Env, keys: String) -> Config {
@@ -409,19 +396,8 @@ async fn request_ids(env: Env) {
         .insert("traceparent", MetadataValue::from_static(traceparent));
     gateway.messaging().publish(publish).await.expect("publish");
     let iggy = sdk_client(&env.iggy.connection_string).await;
-    let polled = iggy
-        .poll_messages(
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-            &Consumer::default(),
-            &PollingStrategy::offset(0),
-            10,
-            false,
-        )
-        .await
-        .expect("poll directly");
-    let headers = polled.messages[0]
+    let polled = stored(&iggy, &stream, &topic, 0).await;
+    let headers = polled[0]
         .user_headers_map()
         .expect("headers decode")
         .expect("headers present");

@@ -4,10 +4,9 @@
 
 use crate::support::{
     Env, TestBody, TestGateway, by_name as name, error_reason, expect_code, new_topic,
-    private_iggy, sdk_client, wait_for_index_files,
+    private_iggy, sdk_client, stored, wait_for_index_files,
 };
 use bytes::Bytes;
-use iggy::prelude::{Consumer, Identifier, MessageClient, PollingStrategy};
 use iggy_grpc::proto::{self, partitioning};
 use std::time::Duration;
 use tonic::{Code, Request};
@@ -75,19 +74,7 @@ async fn deadline(env: Env) {
         .await
         .expect("retry after the deadline");
     let client = sdk_client(&iggy.connection_string()).await;
-    let stored = client
-        .poll_messages(
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-            &Consumer::default(),
-            &PollingStrategy::offset(0),
-            10,
-            false,
-        )
-        .await
-        .expect("poll")
-        .messages;
+    let stored = stored(&client, &stream, &topic, 0).await;
     assert!(
         !stored.is_empty() && stored.len() <= 2,
         "{} copies",

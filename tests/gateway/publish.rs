@@ -3,13 +3,10 @@
 
 use crate::support::{
     Env, TestBody, TestGateway, bad_request_field, by_name as name, error_reason, expect_code,
-    new_topic, sdk_client,
+    new_topic, sdk_client, stored,
 };
 use bytes::Bytes;
-use iggy::prelude::{
-    Consumer, Identifier, IggyClient, IggyMessage, MessageClient, PartitionClient, Partitioning,
-    PollingStrategy,
-};
+use iggy::prelude::{Identifier, IggyMessage, MessageClient, PartitionClient, Partitioning};
 use iggy_grpc::{
     Config,
     messaging::{headers, key_partition},
@@ -67,22 +64,6 @@ fn message(payload: &str) -> Option<proto::Message> {
         payload: Bytes::from(payload.to_owned()),
         headers: HashMap::new(),
     })
-}
-
-/// Everything stored in one partition, read with the SDK.
-async fn stored(iggy: &IggyClient, stream: &str, topic: &str, partition: u32) -> Vec<IggyMessage> {
-    iggy.poll_messages(
-        &Identifier::named(stream).expect("id"),
-        &Identifier::named(topic).expect("id"),
-        Some(partition),
-        &Consumer::default(),
-        &PollingStrategy::offset(0),
-        10_000,
-        false,
-    )
-    .await
-    .expect("poll directly")
-    .messages
 }
 
 fn id_of(message: &IggyMessage) -> String {

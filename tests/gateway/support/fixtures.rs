@@ -1,7 +1,11 @@
 //! Small helpers every test file uses: naming resources, making a fresh
-//! stream and topic, waiting for Iggy to have written a partition's index.
+//! stream and topic, reading back what Iggy stored, waiting for Iggy to have
+//! written a partition's index.
 
 use super::{Env, TestGateway};
+use iggy::prelude::{
+    Consumer, Identifier, IggyClient, IggyMessage, MessageClient, PollingStrategy,
+};
 use iggy_grpc::proto::{self, ResourceId, resource_id};
 use std::{path::Path, time::Duration};
 
@@ -57,4 +61,25 @@ pub async fn wait_for_index_files(data_dir: &Path) {
     while !has_index(&data_dir.join("data").join("streams")) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Everything stored in one partition, read with the SDK.
+pub async fn stored(
+    iggy: &IggyClient,
+    stream: &str,
+    topic: &str,
+    partition: u32,
+) -> Vec<IggyMessage> {
+    iggy.poll_messages(
+        &Identifier::named(stream).expect("id"),
+        &Identifier::named(topic).expect("id"),
+        Some(partition),
+        &Consumer::default(),
+        &PollingStrategy::offset(0),
+        10_000,
+        false,
+    )
+    .await
+    .expect("poll directly")
+    .messages
 }
