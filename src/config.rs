@@ -241,6 +241,11 @@ impl Config {
         }
     }
 
+    /// The most calls in progress before load is shed.
+    pub fn max_concurrent_calls(&self) -> usize {
+        to_usize(self.max_concurrent_calls)
+    }
+
     /// The largest request to decode.
     pub fn max_request_bytes(&self) -> usize {
         to_usize(self.max_request_bytes)

@@ -135,7 +135,7 @@ pub async fn serve(
         .layer(CallLogLayer::new(method::known_methods()))
         .layer(AuthLayer::new(edge.authenticator))
         .layer(RateLimitLayer::new(edge.rate_limits))
-        .layer(LoadShedLayer::new(to_usize(config.max_concurrent_calls)))
+        .layer(LoadShedLayer::new(config.max_concurrent_calls()))
         .into_inner();
     let mut builder = Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
@@ -248,8 +248,4 @@ fn track_pool_metrics(
             }
         }
     })
-}
-
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }

@@ -86,15 +86,13 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::ListStreamsRequest>,
     ) -> Result<Response<proto::ListStreamsResponse>, Status> {
-        let principal = access::principal(&request);
+        let principal = access::principal(&request).map_err(GatewayError::into_status)?;
         let mut listed = respond(streams::list(&self.pool).await)?;
         // A key restricted to some streams sees only those.
-        if let Some(principal) = principal {
-            listed.get_mut().streams.retain(|stream| {
-                principal.may_use_stream(StreamRef::Name(&stream.name))
-                    || principal.may_use_stream(StreamRef::Id(stream.id))
-            });
-        }
+        listed.get_mut().streams.retain(|stream| {
+            principal.may_use_stream(StreamRef::Name(&stream.name))
+                || principal.may_use_stream(StreamRef::Id(stream.id))
+        });
         Ok(listed)
     }
 

@@ -14,19 +14,24 @@ pub trait NamesStream {
     fn stream(&self) -> Option<StreamRef<'_>>;
 }
 
-/// The caller the auth layer identified.
-pub fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
-    request.extensions().get::<Arc<Principal>>().cloned()
+/// The caller the auth layer identified. PERMISSION_DENIED when there is
+/// none: the auth layer sets one on every non-open method, so a missing one
+/// is a wiring fault, never a pass.
+pub fn principal<T>(request: &Request<T>) -> Result<Arc<Principal>, GatewayError> {
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| GatewayError::PermissionDenied {
+            reason: "NO_PRINCIPAL",
+            message: "the call carries no identified principal".into(),
+        })
 }
 
 /// The request's body when its caller may use the stream it names;
-/// PERMISSION_DENIED otherwise, and also when no principal was identified
-/// (the auth layer always sets one, so that is a wiring fault, not a pass).
+/// PERMISSION_DENIED otherwise, and when no principal was identified.
 pub fn admit<T: NamesStream>(request: Request<T>) -> Result<T, GatewayError> {
-    let principal = principal(&request).ok_or_else(|| GatewayError::PermissionDenied {
-        reason: "NO_PRINCIPAL",
-        message: "the call carries no identified principal".into(),
-    })?;
+    let principal = principal(&request)?;
     let body = request.into_inner();
     check_stream(&principal, body.stream())?;
     Ok(body)

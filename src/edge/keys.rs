@@ -355,33 +355,24 @@ fn check_unique(keys: &[ApiKey]) -> Result<(), KeysError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::path::PathBuf;
 
-    fn file_with(extension: &str, text: &str) -> tempfile_path::TempPath {
-        tempfile_path::write(extension, text)
+    /// A key file in the temp dir, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
-    /// A throwaway file for key-file tests.
-    mod tempfile_path {
-        use std::path::PathBuf;
-
-        pub struct TempPath(pub PathBuf);
-
-        impl Drop for TempPath {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-
-        pub fn write(extension: &str, text: &str) -> TempPath {
-            let path = std::env::temp_dir().join(format!(
-                "iggy-grpc-keys-{}.{extension}",
-                uuid::Uuid::new_v4()
-            ));
-            let mut file = std::fs::File::create(&path).expect("create key file");
-            super::Write::write_all(&mut file, text.as_bytes()).expect("write key file");
-            TempPath(path)
-        }
+    fn file_with(extension: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "iggy-grpc-keys-{}.{extension}",
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::write(&path, text).expect("write key file");
+        TempFile(path)
     }
 
     #[test]

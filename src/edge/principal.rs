@@ -73,15 +73,23 @@ pub struct Principal {
     scopes: Vec<Scope>,
     /// `None`: every stream. `Some`: only these names or numeric ids.
     streams: Option<Vec<String>>,
+    /// Written once: logs, spans and rate-limit keys read it on every call.
+    label: String,
 }
 
 impl Principal {
     /// A principal with `scopes`, restricted to `streams` when given.
     pub fn new(identity: Identity, scopes: Vec<Scope>, streams: Option<Vec<String>>) -> Self {
+        let label = match &identity {
+            Identity::Key(id) => format!("key:{id}"),
+            Identity::Certificate(name) => format!("cert:{name}"),
+            Identity::Peer(address) => format!("peer:{address}"),
+        };
         Self {
             identity,
             scopes,
             streams,
+            label,
         }
     }
 
@@ -97,12 +105,13 @@ impl Principal {
 
     /// A label for logs, metrics and rate-limit keys: `key:ID`,
     /// `cert:COMMON_NAME` or `peer:ADDRESS`.
-    pub fn label(&self) -> String {
-        match &self.identity {
-            Identity::Key(id) => format!("key:{id}"),
-            Identity::Certificate(name) => format!("cert:{name}"),
-            Identity::Peer(address) => format!("peer:{address}"),
-        }
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The label as the keyed rate limiter's key type.
+    pub(crate) fn label_key(&self) -> &String {
+        &self.label
     }
 
     /// Whether the principal may call methods of `scope`.

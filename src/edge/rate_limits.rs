@@ -86,7 +86,7 @@ impl Limiter {
                 shared.retain_recent();
                 shared.shrink_to_fit();
             }
-            shared.check_key_n(&principal.label(), cost)
+            shared.check_key_n(principal.label_key(), cost)
         } else {
             return Ok(());
         };

@@ -256,7 +256,7 @@ mod tests {
                 let label = request
                     .extensions()
                     .get::<Arc<Principal>>()
-                    .map_or_else(|| "open".to_owned(), |p| p.label());
+                    .map_or_else(|| "open".to_owned(), |p| p.label().to_owned());
                 Ok::<_, Infallible>(http::Response::new(label))
             },
         ));

@@ -93,10 +93,7 @@ where
                 }
             };
             let mut record = record;
-            record.principal = response
-                .extensions()
-                .get::<Arc<Principal>>()
-                .map(|principal| principal.label());
+            record.principal = response.extensions().get::<Arc<Principal>>().cloned();
             // A trailers-only response (every error) carries its status in
             // the headers; otherwise it comes in the trailers.
             let record = match status_code(response.headers()) {
@@ -116,7 +113,7 @@ where
 struct CallRecord {
     method: String,
     request_id: Option<RequestId>,
-    principal: Option<String>,
+    principal: Option<Arc<Principal>>,
     started: Instant,
 }
 
@@ -130,7 +127,7 @@ impl CallRecord {
             code = metrics::code_name(code),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = self.request_id.as_ref().map(RequestId::as_str),
-            principal = self.principal.as_deref(),
+            principal = self.principal.as_deref().map(Principal::label),
             "call finished"
         );
     }

@@ -241,13 +241,8 @@ struct Caller {
 
 impl Caller {
     fn of<T>(request: &Request<T>) -> Result<Self, GatewayError> {
-        let principal =
-            access::principal(request).ok_or_else(|| GatewayError::PermissionDenied {
-                reason: "NO_PRINCIPAL",
-                message: "the call carries no identified principal".into(),
-            })?;
         Ok(Self {
-            principal,
+            principal: access::principal(request)?,
             traceparent: request.extensions().get::<Traceparent>().cloned(),
         })
     }

@@ -4,7 +4,7 @@
 
 use crate::support::{
     Env, TestBody, TestGateway, bad_request_field, by_name, error_reason, expect_code, new_topic,
-    sdk_client, stored,
+    retry_delay, sdk_client, stored,
 };
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -260,11 +260,7 @@ async fn lockout(env: Env) {
         Code::Unauthenticated,
     );
     assert_eq!(error_reason(&still).as_deref(), Some("AUTH_LOCKED_OUT"));
-    let retry = still
-        .get_error_details()
-        .retry_info()
-        .and_then(|info| info.retry_delay)
-        .expect("RetryInfo with a delay");
+    let retry = retry_delay(&still).expect("RetryInfo with a delay");
     assert!(
         retry > Duration::from_secs(50) && retry <= Duration::from_secs(60),
         "{retry:?}"
@@ -316,11 +312,7 @@ async fn rate_limits(env: Env) {
         Code::ResourceExhausted,
     );
     assert_eq!(error_reason(&limited).as_deref(), Some("RATE_LIMITED"));
-    let delay = limited
-        .get_error_details()
-        .retry_info()
-        .and_then(|info| info.retry_delay)
-        .expect("RetryInfo with a delay");
+    let delay = retry_delay(&limited).expect("RetryInfo with a delay");
     assert!(
         delay > Duration::ZERO && delay <= Duration::from_secs(1),
         "{delay:?}"

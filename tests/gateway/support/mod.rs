@@ -82,3 +82,11 @@ pub fn error_reason(status: &Status) -> Option<String> {
         .error_info()
         .map(|info| info.reason.clone())
 }
+
+/// The delay a RetryInfo detail of `status` asks the client to wait.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+}
