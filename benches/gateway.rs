@@ -36,6 +36,11 @@ use std::{
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
+/// The gateway binary's allocator (see src/main.rs), so the in-process
+/// gateway behaves like the binary; the direct clients share it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAYLOAD: usize = 1024;
 const BATCH: usize = 1000;
 

@@ -3,6 +3,7 @@
 use crate::{
     error::GatewayError,
     proto::{self, header_value::Kind},
+    validate::FieldPath,
 };
 use bytes::Bytes;
 use iggy::prelude::{HeaderKey, HeaderKind, HeaderValue};
@@ -35,7 +36,7 @@ pub fn add_traceparent(headers: &mut BTreeMap<HeaderKey, HeaderValue>, tracepare
 /// Converts request headers, checking each key and value and the total size
 /// against `max_total_bytes`. `field` is the map's field path for errors.
 pub fn to_iggy(
-    field: &str,
+    field: &FieldPath<'_>,
     headers: &HashMap<String, proto::HeaderValue>,
     max_total_bytes: usize,
 ) -> Result<Option<BTreeMap<HeaderKey, HeaderValue>>, GatewayError> {
@@ -45,7 +46,7 @@ pub fn to_iggy(
     let mut total = 0;
     let mut converted = BTreeMap::new();
     for (key, value) in headers {
-        let entry_field = format!("{field}[{key:?}]");
+        let entry_field = field.key(key);
         if key.is_empty() || key.len() > MAX_HEADER_FIELD_BYTES {
             return Err(GatewayError::invalid(
                 entry_field,
@@ -55,11 +56,11 @@ pub fn to_iggy(
         let kind = value
             .kind
             .as_ref()
-            .ok_or_else(|| GatewayError::invalid(&entry_field, "header value has no kind set"))?;
+            .ok_or_else(|| GatewayError::invalid(entry_field, "header value has no kind set"))?;
         let iggy_value = value_to_iggy(&entry_field, kind)?;
         total += key.len() + iggy_value.as_bytes().len() + PER_HEADER_OVERHEAD;
         let iggy_key = HeaderKey::try_from(key.as_str())
-            .map_err(|error| GatewayError::invalid(&entry_field, error.to_string()))?;
+            .map_err(|error| GatewayError::invalid(entry_field, error.to_string()))?;
         converted.insert(iggy_key, iggy_value);
     }
     if total > max_total_bytes {
@@ -71,7 +72,7 @@ pub fn to_iggy(
     Ok(Some(converted))
 }
 
-fn value_to_iggy(field: &str, kind: &Kind) -> Result<HeaderValue, GatewayError> {
+fn value_to_iggy(field: &FieldPath<'_>, kind: &Kind) -> Result<HeaderValue, GatewayError> {
     let sized = |len: usize| {
         if len == 0 || len > MAX_HEADER_FIELD_BYTES {
             Err(GatewayError::invalid(
@@ -163,7 +164,7 @@ mod tests {
         .into_iter()
         .map(|(key, kind)| (key.to_owned(), header(kind)))
         .collect();
-        let iggy = to_iggy("headers", &headers, 100_000)
+        let iggy = to_iggy(&FieldPath::root("headers"), &headers, 100_000)
             .expect("valid")
             .expect("some");
         assert_eq!(from_iggy(&iggy), headers);
@@ -173,16 +174,21 @@ mod tests {
     fn bad_headers_name_the_entry() {
         let empty_value: HashMap<_, _> =
             [("k".to_owned(), header(Kind::StringValue(String::new())))].into();
-        let error = to_iggy("message.headers", &empty_value, 100_000).unwrap_err();
+        let error = to_iggy(
+            &FieldPath::root("message").field("headers"),
+            &empty_value,
+            100_000,
+        )
+        .unwrap_err();
         assert!(
             matches!(error, GatewayError::InvalidArgument { ref field, .. } if field == "message.headers[\"k\"]")
         );
 
         let no_kind: HashMap<_, _> = [("k".to_owned(), proto::HeaderValue { kind: None })].into();
-        assert!(to_iggy("h", &no_kind, 100_000).is_err());
+        assert!(to_iggy(&FieldPath::root("h"), &no_kind, 100_000).is_err());
 
         let long_key: HashMap<_, _> = [("k".repeat(256), header(Kind::BoolValue(true)))].into();
-        assert!(to_iggy("h", &long_key, 100_000).is_err());
+        assert!(to_iggy(&FieldPath::root("h"), &long_key, 100_000).is_err());
     }
 
     #[test]
@@ -195,10 +201,11 @@ mod tests {
                 )
             })
             .collect();
-        let error = to_iggy("message.headers", &many, 10_000).unwrap_err();
+        let error =
+            to_iggy(&FieldPath::root("message").field("headers"), &many, 10_000).unwrap_err();
         assert!(
             matches!(error, GatewayError::InvalidArgument { ref field, .. } if field == "message.headers")
         );
-        assert!(to_iggy("message.headers", &many, 100_000).is_ok());
+        assert!(to_iggy(&FieldPath::root("message").field("headers"), &many, 100_000).is_ok());
     }
 }

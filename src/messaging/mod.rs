@@ -17,7 +17,7 @@ use crate::{
     iggy::IggyPool,
     metrics,
     proto::{self, messaging_service_server::MessagingService},
-    validate,
+    validate::{self, FieldPath},
 };
 use publish::{Entry, EntryResult, Route};
 use std::sync::Arc;
@@ -101,12 +101,12 @@ impl Messaging {
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         let route = Route::parse(
-            "partitioning",
+            &FieldPath::root("partitioning"),
             request.partitioning.as_ref(),
             &Route::Balanced,
         )?;
         let outgoing = publish::build(
-            "message",
+            &FieldPath::root("message"),
             request.message,
             &self.limits,
             caller.traceparent(),
@@ -133,24 +133,25 @@ impl Messaging {
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         self.check_batch_size("messages", request.messages.len())?;
         let default_route = Route::parse(
-            "partitioning",
+            &FieldPath::root("partitioning"),
             request.partitioning.as_ref(),
             &Route::Balanced,
         )?;
+        let messages = FieldPath::root("messages");
         let entries = request
             .messages
             .into_iter()
             .enumerate()
             .map(|(index, entry)| {
-                let field = format!("messages[{index}]");
+                let field = messages.index(index);
                 Ok(Entry {
                     route: Route::parse(
-                        &format!("{field}.partitioning"),
+                        &field.field("partitioning"),
                         entry.partitioning.as_ref(),
                         &default_route,
                     )?,
                     outgoing: publish::build(
-                        &format!("{field}.message"),
+                        &field.field("message"),
                         entry.message,
                         &self.limits,
                         caller.traceparent(),
@@ -176,10 +177,15 @@ impl Messaging {
         let request = access::admit(request)?;
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
-        let event = events::build("event", request.event, &self.limits, caller.traceparent())?;
+        let event = events::build(
+            &FieldPath::root("event"),
+            request.event,
+            &self.limits,
+            caller.traceparent(),
+        )?;
         self.admit_messages(&caller, 1)?;
         let route = Route::parse(
-            "partitioning",
+            &FieldPath::root("partitioning"),
             request.partitioning.as_ref(),
             &event.default_route,
         )?;
@@ -206,13 +212,14 @@ impl Messaging {
         let stream = validate::resource_id("stream", request.stream.as_ref())?;
         let topic = validate::resource_id("topic", request.topic.as_ref())?;
         self.check_batch_size("events", request.events.len())?;
+        let events = FieldPath::root("events");
         let entries = request
             .events
             .into_iter()
             .enumerate()
             .map(|(index, event)| {
                 let event = events::build(
-                    &format!("events[{index}]"),
+                    &events.index(index),
                     Some(event),
                     &self.limits,
                     caller.traceparent(),

@@ -1,20 +1,20 @@
 //! `google.protobuf.Struct` payloads as JSON.
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, validate::FieldPath};
 use prost_types::{Struct, Value, value::Kind};
 use serde_json::{Map, Number, Value as Json};
 
 /// The JSON object for a Struct; numbers that JSON cannot hold (NaN,
 /// infinities) are refused, naming the field.
-pub fn from_struct(field: &str, value: &Struct) -> Result<Json, GatewayError> {
+pub fn from_struct(field: &FieldPath<'_>, value: &Struct) -> Result<Json, GatewayError> {
     let mut object = Map::new();
     for (key, item) in &value.fields {
-        object.insert(key.clone(), from_value(&format!("{field}.{key}"), item)?);
+        object.insert(key.clone(), from_value(&field.field(key), item)?);
     }
     Ok(Json::Object(object))
 }
 
-fn from_value(field: &str, value: &Value) -> Result<Json, GatewayError> {
+fn from_value(field: &FieldPath<'_>, value: &Value) -> Result<Json, GatewayError> {
     Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::NumberValue(number)) => Number::from_f64(*number)
@@ -27,7 +27,7 @@ fn from_value(field: &str, value: &Value) -> Result<Json, GatewayError> {
             list.values
                 .iter()
                 .enumerate()
-                .map(|(index, item)| from_value(&format!("{field}[{index}]"), item))
+                .map(|(index, item)| from_value(&field.index(index), item))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -53,7 +53,7 @@ mod tests {
                 ("ok".to_owned(), value(Kind::BoolValue(true))),
             ]),
         };
-        let json = from_struct("data", &outer).expect("valid");
+        let json = from_struct(&FieldPath::root("data"), &outer).expect("valid");
         assert_eq!(json, serde_json::json!({"inner": {"n": 2.5}, "ok": true}));
     }
 
@@ -62,7 +62,7 @@ mod tests {
         let bad = Struct {
             fields: BTreeMap::from([("x".to_owned(), value(Kind::NumberValue(f64::NAN)))]),
         };
-        let error = from_struct("event.data", &bad).unwrap_err();
+        let error = from_struct(&FieldPath::root("event").field("data"), &bad).unwrap_err();
         assert!(
             matches!(error, GatewayError::InvalidArgument { ref field, .. } if field == "event.data.x")
         );

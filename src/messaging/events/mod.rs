@@ -12,6 +12,7 @@ use crate::{
     error::GatewayError,
     messaging::headers::MAX_HEADER_FIELD_BYTES,
     proto::{self, event::Payload, order_event, user_event},
+    validate::FieldPath,
 };
 use bytes::Bytes;
 use iggy::prelude::{HeaderKey, HeaderValue, IggyMessage};
@@ -30,31 +31,27 @@ pub struct EventMessage {
 
 /// Validates the event at `field` and builds its message.
 pub fn build(
-    field: &str,
+    field: &FieldPath<'_>,
     event: Option<proto::Event>,
     limits: &PublishLimits,
     traceparent: Option<&str>,
 ) -> Result<EventMessage, GatewayError> {
     let event = event.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
-    let id = message_id(&format!("{field}.id"), &event.id)?;
+    let id = message_id(&field.field("id"), &event.id)?;
     let payload = event.payload.as_ref().ok_or_else(|| {
         GatewayError::invalid(
-            format!("{field}.payload"),
+            field.field("payload"),
             "one of user, order or data is required",
         )
     })?;
     let (data, default_type, aggregate) = match payload {
-        Payload::User(user) => user_data(&format!("{field}.user"), user)?,
-        Payload::Order(order) => order_data(&format!("{field}.order"), order)?,
-        Payload::Data(data) => (
-            json::from_struct(&format!("{field}.data"), data)?,
-            None,
-            None,
-        ),
+        Payload::User(user) => user_data(&field.field("user"), user)?,
+        Payload::Order(order) => order_data(&field.field("order"), order)?,
+        Payload::Data(data) => (json::from_struct(&field.field("data"), data)?, None, None),
     };
     let event_type = if event.r#type.is_empty() {
         default_type.ok_or_else(|| {
-            GatewayError::invalid(format!("{field}.type"), "is required for a data payload")
+            GatewayError::invalid(field.field("type"), "is required for a data payload")
         })?
     } else {
         event.r#type.clone()
@@ -105,20 +102,20 @@ pub fn build(
     header(&mut headers, field, "content-type", CONTENT_TYPE)?;
     header(
         &mut headers,
-        &format!("{field}.type"),
+        &field.field("type"),
         "event-type",
         &event_type,
     )?;
     header(
         &mut headers,
-        &format!("{field}.source"),
+        &field.field("source"),
         "event-source",
         &source,
     )?;
     if !event.correlation_id.is_empty() {
         header(
             &mut headers,
-            &format!("{field}.correlation_id"),
+            &field.field("correlation_id"),
             "correlation-id",
             &event.correlation_id,
         )?;
@@ -141,7 +138,7 @@ pub fn build(
 
 fn header(
     headers: &mut BTreeMap<HeaderKey, HeaderValue>,
-    field: &str,
+    field: &FieldPath<'_>,
     key: &str,
     value: &str,
 ) -> Result<(), GatewayError> {
@@ -159,7 +156,7 @@ fn header(
 }
 
 /// The aggregate id: required, and usable as a partition key.
-fn aggregate_id(field: &str, id: &str) -> Result<String, GatewayError> {
+fn aggregate_id(field: &FieldPath<'_>, id: &str) -> Result<String, GatewayError> {
     if id.is_empty() || id.len() > MAX_HEADER_FIELD_BYTES {
         return Err(GatewayError::invalid(
             field,
@@ -171,20 +168,17 @@ fn aggregate_id(field: &str, id: &str) -> Result<String, GatewayError> {
 
 type EventData = (Json, Option<String>, Option<String>);
 
-fn user_data(field: &str, user: &proto::UserEvent) -> Result<EventData, GatewayError> {
+fn user_data(field: &FieldPath<'_>, user: &proto::UserEvent) -> Result<EventData, GatewayError> {
     let kind = match user.kind() {
         user_event::Kind::Unspecified => {
-            return Err(GatewayError::invalid(
-                format!("{field}.kind"),
-                "must be set",
-            ));
+            return Err(GatewayError::invalid(field.field("kind"), "must be set"));
         }
         user_event::Kind::Created => "created",
         user_event::Kind::Updated => "updated",
         user_event::Kind::Deleted => "deleted",
         user_event::Kind::LoggedIn => "logged_in",
     };
-    let user_id = aggregate_id(&format!("{field}.user_id"), &user.user_id)?;
+    let user_id = aggregate_id(&field.field("user_id"), &user.user_id)?;
     let data = json!({
         "kind": kind,
         "user_id": user_id,
@@ -194,25 +188,22 @@ fn user_data(field: &str, user: &proto::UserEvent) -> Result<EventData, GatewayE
     Ok((data, Some(format!("user.{kind}")), Some(user_id)))
 }
 
-fn order_data(field: &str, order: &proto::OrderEvent) -> Result<EventData, GatewayError> {
+fn order_data(field: &FieldPath<'_>, order: &proto::OrderEvent) -> Result<EventData, GatewayError> {
     let kind = match order.kind() {
         order_event::Kind::Unspecified => {
-            return Err(GatewayError::invalid(
-                format!("{field}.kind"),
-                "must be set",
-            ));
+            return Err(GatewayError::invalid(field.field("kind"), "must be set"));
         }
         order_event::Kind::Created => "created",
         order_event::Kind::Updated => "updated",
         order_event::Kind::Cancelled => "cancelled",
         order_event::Kind::Shipped => "shipped",
     };
-    let order_id = aggregate_id(&format!("{field}.order_id"), &order.order_id)?;
+    let order_id = aggregate_id(&field.field("order_id"), &order.order_id)?;
     let iso_code =
         order.currency.len() == 3 && order.currency.chars().all(|c| c.is_ascii_uppercase());
     if !order.currency.is_empty() && !iso_code {
         return Err(GatewayError::invalid(
-            format!("{field}.currency"),
+            field.field("currency"),
             "must be an ISO 4217 code such as \"EUR\"",
         ));
     }
@@ -259,7 +250,7 @@ mod tests {
     #[test]
     fn an_order_event_is_json_keyed_by_its_order() {
         let built = build(
-            "event",
+            &FieldPath::root("event"),
             Some(order_event()),
             &PublishLimits::default(),
             None,
@@ -294,7 +285,13 @@ mod tests {
         if let Some(Payload::Order(order)) = &mut missing_kind.payload {
             order.kind = 0;
         }
-        let error = build("event", Some(missing_kind), &PublishLimits::default(), None).err();
+        let error = build(
+            &FieldPath::root("event"),
+            Some(missing_kind),
+            &PublishLimits::default(),
+            None,
+        )
+        .err();
         assert!(
             matches!(error, Some(GatewayError::InvalidArgument { ref field, .. }) if field == "event.order.kind")
         );
@@ -304,7 +301,7 @@ mod tests {
             ..Default::default()
         };
         let error = build(
-            "event",
+            &FieldPath::root("event"),
             Some(data_without_type),
             &PublishLimits::default(),
             None,
@@ -315,7 +312,13 @@ mod tests {
         );
 
         let no_payload = proto::Event::default();
-        let error = build("event", Some(no_payload), &PublishLimits::default(), None).err();
+        let error = build(
+            &FieldPath::root("event"),
+            Some(no_payload),
+            &PublishLimits::default(),
+            None,
+        )
+        .err();
         assert!(
             matches!(error, Some(GatewayError::InvalidArgument { ref field, .. }) if field == "event.payload")
         );

@@ -2,11 +2,11 @@
 //! rust_decimal (never floating point), and an order's total must equal the
 //! sum of its lines exactly.
 
-use crate::{error::GatewayError, proto};
+use crate::{error::GatewayError, proto, validate::FieldPath};
 use rust_decimal::Decimal;
 
 /// A non-negative decimal amount such as `"19.99"`.
-pub fn amount(field: &str, text: &str) -> Result<Decimal, GatewayError> {
+pub fn amount(field: &FieldPath<'_>, text: &str) -> Result<Decimal, GatewayError> {
     if text.is_empty() {
         return Err(GatewayError::invalid(
             field,
@@ -28,27 +28,28 @@ pub fn amount(field: &str, text: &str) -> Result<Decimal, GatewayError> {
 }
 
 /// Checks every line and that `total` equals the sum of quantity x unit price.
-pub fn check_order(field: &str, order: &proto::OrderEvent) -> Result<(), GatewayError> {
+pub fn check_order(field: &FieldPath<'_>, order: &proto::OrderEvent) -> Result<(), GatewayError> {
     let mut sum = Decimal::ZERO;
     for (index, item) in order.items.iter().enumerate() {
-        let item_field = format!("{field}.items[{index}]");
+        let items = field.field("items");
+        let item_field = items.index(index);
         if item.quantity == 0 {
             return Err(GatewayError::invalid(
-                format!("{item_field}.quantity"),
+                item_field.field("quantity"),
                 "must be at least 1",
             ));
         }
-        let price = amount(&format!("{item_field}.unit_price"), &item.unit_price)?;
+        let price = amount(&item_field.field("unit_price"), &item.unit_price)?;
         let line = price
             .checked_mul(Decimal::from(item.quantity))
             .and_then(|line| sum.checked_add(line))
-            .ok_or_else(|| GatewayError::invalid(&item_field, "the order total overflows"))?;
+            .ok_or_else(|| GatewayError::invalid(item_field, "the order total overflows"))?;
         sum = line;
     }
-    let total = amount(&format!("{field}.total"), &order.total)?;
+    let total = amount(&field.field("total"), &order.total)?;
     if total != sum {
         return Err(GatewayError::invalid(
-            format!("{field}.total"),
+            field.field("total"),
             format!("is {total} but the items sum to {sum} exactly"),
         ));
     }
@@ -77,15 +78,27 @@ mod tests {
     #[test]
     fn exact_sums_pass_where_floating_point_would_not() {
         // 0.1 + 0.2 is 0.30000000000000004 in f64; here it is exactly 0.3.
-        assert!(check_order("order", &order(&[(1, "0.1"), (1, "0.2")], "0.3")).is_ok());
-        assert!(check_order("order", &order(&[(3, "19.99"), (2, "0.005")], "59.98")).is_ok());
-        assert!(check_order("order", &order(&[(3, "19.99")], "59.970")).is_ok());
+        assert!(
+            check_order(
+                &FieldPath::root("order"),
+                &order(&[(1, "0.1"), (1, "0.2")], "0.3")
+            )
+            .is_ok()
+        );
+        assert!(
+            check_order(
+                &FieldPath::root("order"),
+                &order(&[(3, "19.99"), (2, "0.005")], "59.98")
+            )
+            .is_ok()
+        );
+        assert!(check_order(&FieldPath::root("order"), &order(&[(3, "19.99")], "59.970")).is_ok());
     }
 
     #[test]
     fn inexact_totals_name_the_total() {
         let error = check_order(
-            "event.order",
+            &FieldPath::root("event").field("order"),
             &order(&[(1, "0.1"), (1, "0.2")], "0.30000001"),
         )
         .unwrap_err();
@@ -97,13 +110,14 @@ mod tests {
     #[test]
     fn amounts_are_plain_non_negative_decimals() {
         for bad in ["", "-1.00", "1e3", "1,50", "NaN", "12.3.4"] {
-            assert!(amount("price", bad).is_err(), "{bad}");
+            assert!(amount(&FieldPath::root("price"), bad).is_err(), "{bad}");
         }
         assert_eq!(
-            amount("price", "4.50").expect("valid"),
+            amount(&FieldPath::root("price"), "4.50").expect("valid"),
             Decimal::new(450, 2)
         );
-        let error = check_order("order", &order(&[(0, "1.00")], "0")).unwrap_err();
+        let error =
+            check_order(&FieldPath::root("order"), &order(&[(0, "1.00")], "0")).unwrap_err();
         assert!(
             matches!(error, GatewayError::InvalidArgument { ref field, .. } if field == "order.items[0].quantity")
         );

@@ -288,6 +288,7 @@ fn send_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::FieldPath;
     use bytes::Bytes;
     use std::time::Duration;
 
@@ -297,8 +298,13 @@ mod tests {
             payload: Bytes::from(format!("entry {index}")),
             headers: Default::default(),
         };
-        let outgoing =
-            build("message", Some(message), &PublishLimits::default(), None).expect("valid");
+        let outgoing = build(
+            &FieldPath::root("message"),
+            Some(message),
+            &PublishLimits::default(),
+            None,
+        )
+        .expect("valid");
         (index, route, outgoing)
     }
 

@@ -1,7 +1,7 @@
 //! A validated message on its way to Iggy: id, payload and typed headers,
 //! checked against the publish limits before Iggy is called.
 
-use crate::{error::GatewayError, messaging::headers, proto};
+use crate::{error::GatewayError, messaging::headers, proto, validate::FieldPath};
 use iggy::prelude::IggyMessage;
 use uuid::Uuid;
 
@@ -42,20 +42,22 @@ pub struct Outgoing {
 /// message. A missing id gets a fresh UUIDv4; `traceparent` (the call's
 /// trace context) is stored as a header.
 pub fn build(
-    field: &str,
+    field: &FieldPath<'_>,
     message: Option<proto::Message>,
     limits: &PublishLimits,
     traceparent: Option<&str>,
 ) -> Result<Outgoing, GatewayError> {
     let message = message.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
-    let id = message_id(&format!("{field}.id"), &message.id)?;
-    let payload_field = format!("{field}.payload");
+    let id = message_id(&field.field("id"), &message.id)?;
     if message.payload.is_empty() {
-        return Err(GatewayError::invalid(payload_field, "must not be empty"));
+        return Err(GatewayError::invalid(
+            field.field("payload"),
+            "must not be empty",
+        ));
     }
     if message.payload.len() > limits.max_payload_bytes {
         return Err(GatewayError::invalid(
-            payload_field,
+            field.field("payload"),
             format!(
                 "is {} bytes; the limit is {}",
                 message.payload.len(),
@@ -64,7 +66,7 @@ pub fn build(
         ));
     }
     let mut user_headers = headers::to_iggy(
-        &format!("{field}.headers"),
+        &field.field("headers"),
         &message.headers,
         limits.max_headers_bytes,
     )?;
@@ -78,14 +80,17 @@ pub fn build(
         .build()
         .map_err(|error| GatewayError::invalid(field, error.to_string()))?;
     Ok(Outgoing {
-        id: id.hyphenated().to_string(),
+        id: id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .to_owned(),
         message: built,
     })
 }
 
 /// The given UUID, or a new one when empty. The nil UUID is refused: Iggy
 /// reads a zero id as "assign one", which would break de-duplication.
-pub fn message_id(field: &str, text: &str) -> Result<Uuid, GatewayError> {
+pub fn message_id(field: &FieldPath<'_>, text: &str) -> Result<Uuid, GatewayError> {
     if text.is_empty() {
         return Ok(Uuid::new_v4());
     }
@@ -122,7 +127,7 @@ mod tests {
     fn keeps_a_given_id_and_generates_a_missing_one() {
         let id = "6f2b0c1e-7a3d-4e55-9d0a-1b2c3d4e5f60";
         let kept = build(
-            "message",
+            &FieldPath::root("message"),
             message(id, b"x"),
             &PublishLimits::default(),
             None,
@@ -134,7 +139,7 @@ mod tests {
             Uuid::parse_str(id).expect("uuid").as_u128()
         );
         let generated = build(
-            "message",
+            &FieldPath::root("message"),
             message("", b"x"),
             &PublishLimits::default(),
             None,
@@ -155,17 +160,25 @@ mod tests {
             ..PublishLimits::default()
         };
         assert_eq!(
-            field_of(build("message", None, &limits, None).unwrap_err()),
+            field_of(build(&FieldPath::root("message"), None, &limits, None).unwrap_err()),
             "message"
         );
         assert_eq!(
-            field_of(build("message", message("not-a-uuid", b"x"), &limits, None).unwrap_err()),
+            field_of(
+                build(
+                    &FieldPath::root("message"),
+                    message("not-a-uuid", b"x"),
+                    &limits,
+                    None
+                )
+                .unwrap_err()
+            ),
             "message.id"
         );
         assert_eq!(
             field_of(
                 build(
-                    "m",
+                    &FieldPath::root("m"),
                     message("00000000-0000-0000-0000-000000000000", b"x"),
                     &limits,
                     None
@@ -175,12 +188,20 @@ mod tests {
             "m.id"
         );
         assert_eq!(
-            field_of(build("message", message("", b""), &limits, None).unwrap_err()),
+            field_of(
+                build(&FieldPath::root("message"), message("", b""), &limits, None).unwrap_err()
+            ),
             "message.payload"
         );
         assert_eq!(
             field_of(
-                build("messages[2].message", message("", b"12345"), &limits, None).unwrap_err()
+                build(
+                    &FieldPath::root("messages").index(2).field("message"),
+                    message("", b"12345"),
+                    &limits,
+                    None
+                )
+                .unwrap_err()
             ),
             "messages[2].message.payload"
         );

@@ -9,6 +9,7 @@ use crate::{
     error::GatewayError,
     iggy::IggyPool,
     proto::{self, partitioning::Kind},
+    validate::FieldPath,
 };
 use bytes::Bytes;
 use iggy::prelude::{Identifier, IggyError, TopicClient};
@@ -38,7 +39,7 @@ pub enum Route {
 impl Route {
     /// The route a request field asks for; `default` when the field is unset.
     pub fn parse(
-        field: &str,
+        field: &FieldPath<'_>,
         partitioning: Option<&proto::Partitioning>,
         default: &Route,
     ) -> Result<Self, GatewayError> {
@@ -48,7 +49,7 @@ impl Route {
             Some(Kind::PartitionId(id)) => Ok(Self::Partition(*id)),
             Some(Kind::Key(key)) if key.is_empty() || key.len() > MAX_KEY_BYTES => {
                 Err(GatewayError::invalid(
-                    format!("{field}.key"),
+                    field.field("key"),
                     format!("must be 1-{MAX_KEY_BYTES} bytes, got {}", key.len()),
                 ))
             }
@@ -207,13 +208,28 @@ mod tests {
         let long = proto::Partitioning {
             kind: Some(Kind::Key(Bytes::from(vec![1u8; 256]))),
         };
-        assert!(Route::parse("partitioning", Some(&long), &Route::Balanced).is_err());
+        assert!(
+            Route::parse(
+                &FieldPath::root("partitioning"),
+                Some(&long),
+                &Route::Balanced
+            )
+            .is_err()
+        );
         let empty = proto::Partitioning {
             kind: Some(Kind::Key(Bytes::new())),
         };
-        assert!(Route::parse("partitioning", Some(&empty), &Route::Balanced).is_err());
+        assert!(
+            Route::parse(
+                &FieldPath::root("partitioning"),
+                Some(&empty),
+                &Route::Balanced
+            )
+            .is_err()
+        );
         assert_eq!(
-            Route::parse("partitioning", None, &Route::Balanced).expect("default"),
+            Route::parse(&FieldPath::root("partitioning"), None, &Route::Balanced)
+                .expect("default"),
             Route::Balanced
         );
     }

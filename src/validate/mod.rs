@@ -1,6 +1,10 @@
 //! Checks on request fields, done before Iggy is called. Each failure names
 //! the field, so a client sees INVALID_ARGUMENT with a BadRequest it can act on.
 
+mod field_path;
+
+pub use field_path::FieldPath;
+
 use crate::{
     error::GatewayError,
     proto::{self, consumer, resource_id},
