@@ -31,5 +31,7 @@ fn main() -> io::Result<()> {
         // Payloads, keys and byte headers are `bytes::Bytes`: no copy from the
         // gRPC frame to the Iggy message.
         .bytes(".iggy.gateway.v1")
+        // Messages are encoded into buffers reserved at their exact size.
+        .codec_path("crate::proto::codec::PresizedCodec")
         .compile_fds(descriptors)
 }

@@ -11,6 +11,11 @@
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
 //! (a subset of direct, gateway, http) likewise for batched publish and read.
+//!
+//! The gateway is the `iggy-grpc` binary in its own process, as deployed. The
+//! throughput rows also show where the CPU went: microseconds per message used
+//! by the clients (this process), the gateway and iggy-server. Everything
+//! shares the machine's cores, so a path's rate is bounded by its total.
 
 use bytes::Bytes;
 use iggy::prelude::{
@@ -18,7 +23,6 @@ use iggy::prelude::{
     PollingStrategy, StreamClient, TopicClient, TopicCreateOptions, UserClient,
 };
 use iggy_grpc::{
-    Config,
     iggy::{
         IggyTarget,
         embedded::{EmbeddedIggy, EmbeddedOptions},
@@ -33,7 +37,6 @@ use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 /// The gateway binary's allocator (see src/main.rs), so the in-process
@@ -80,22 +83,105 @@ fn payload() -> Bytes {
     Bytes::from(bytes)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A memory figure of process `pid` from /proc/PID/status, in KiB:
+/// `VmRSS` (now) or `VmHWM` (peak).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap_or(0)
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The gateway binary (`iggy-grpc`, built by `cargo bench`), run as users
+/// run it: its own process and runtime, default logging, loopback ports.
+struct GatewayProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    address: String,
+    metrics_port: u16,
+}
+
+impl GatewayProcess {
+    fn start(iggy_url: &str, pool_size: u16) -> Self {
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iggy-grpc"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--iggy-url", iggy_url])
+            .args(["--pool-size", &pool_size.to_string()])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the iggy-grpc binary");
+        let pid = child.id().expect("gateway pid");
+        Self {
+            child,
+            pid,
+            address: format!("http://127.0.0.1:{port}"),
+            metrics_port,
+        }
+    }
+
+    /// Subscription polls so far, from the gateway's /metrics.
+    async fn polls(&self) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .expect("metrics endpoint");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("scrape");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.expect("scrape");
+        body.lines()
+            .find_map(|line| line.strip_prefix("iggy_grpc_subscription_polls_total "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("the subscription poll counter")
+    }
+}
+
+/// CPU seconds (user + system) used so far by a process, from
+/// /proc/PID/stat (fields 14 and 15, in USER_HZ = 100 ticks per second).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it never do.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok());
+    // After the name: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
+    ticks(11).unwrap_or(0.0) / 100.0 + ticks(12).unwrap_or(0.0) / 100.0
+}
+
+/// CPU seconds used so far by the bench process (the clients), the gateway
+/// and iggy-server.
+#[derive(Clone, Copy)]
+struct Cpu([f64; 3]);
+
+impl Cpu {
+    fn now(gateway_pid: u32, iggy_pid: u32) -> Self {
+        Self([
+            cpu_seconds("self"),
+            cpu_seconds(&gateway_pid.to_string()),
+            cpu_seconds(&iggy_pid.to_string()),
+        ])
+    }
+
+    /// Microseconds of CPU per message since `start`: clients, gateway, iggy.
+    fn per_message_since(self, start: Cpu, messages: f64) -> [f64; 3] {
+        [0, 1, 2].map(|i| (self.0[i] - start.0[i]) * 1e6 / messages)
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -110,6 +196,8 @@ struct Row {
     mode: &'static str,
     msgs_per_s: f64,
     latency: Option<(Duration, Duration, Duration)>,
+    /// CPU microseconds per message: clients, gateway, iggy-server.
+    cpu: Option<[f64; 3]>,
 }
 
 async fn create_topic(client: &IggyClient, stream: &str, topic: &str, partitions: u32) {
@@ -259,6 +347,7 @@ fn latency_row(workload: &'static str, mode: &'static str, rate: f64, sorted: &[
             percentile(sorted, 0.99),
             percentile(sorted, 0.999),
         )),
+        cpu: None,
     }
 }
 
@@ -343,8 +432,14 @@ async fn run() {
     let seconds = setting("BENCH_SECONDS", 5);
     let slow_seconds = setting("BENCH_SLOW_SECONDS", 20);
 
+    // Iggy keeps its data in memory (tmpfs) when the machine has one, so the
+    // disk writeback of earlier runs does not skew this run's figures.
+    let data_dir = std::path::Path::new("/dev/shm").is_dir().then(|| {
+        std::path::PathBuf::from(format!("/dev/shm/iggy-grpc-bench-{}", std::process::id()))
+    });
     let iggy = EmbeddedIggy::start(EmbeddedOptions {
         http: true,
+        data_dir: data_dir.clone(),
         ..EmbeddedOptions::default()
     })
     .await
@@ -376,30 +471,33 @@ async fn run() {
         http_clients.push(Arc::new(client));
     }
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let mut config = Config::for_connection_string(iggy.connection_string());
-    config.pool_size = (clients as u16).max(4) * 2;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(iggy_grpc::serve(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    let mut channels = Vec::new();
-    for _ in 0..clients {
-        channels.push(
-            Channel::from_shared(format!("http://{address}"))
+    let mut gateway = GatewayProcess::start(&iggy.connection_string(), (clients as u16).max(4) * 2);
+    let channels: Vec<Channel> = (0..clients)
+        .map(|_| {
+            Channel::from_shared(gateway.address.clone())
                 .expect("uri")
-                .connect()
-                .await
-                .expect("gateway channel"),
-        );
-    }
+                .max_frame_size(env::var("BENCH_FRAME").ok().and_then(|v| v.parse().ok()))
+                .connect_lazy()
+        })
+        .collect();
     // Ready once a ping through the gateway answers.
     let mut admin = proto::admin_service_client::AdminServiceClient::new(channels[0].clone());
+    let started = Instant::now();
     while admin.ping(proto::PingRequest {}).await.is_err() {
+        if let Ok(Some(status)) = gateway.child.try_wait() {
+            panic!("the gateway exited before it was ready: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway was not ready within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let admin_client = &tcp_clients[0];
+    let (gateway_pid, iggy_pid) = (
+        gateway.pid,
+        iggy.current_pid().expect("iggy-server is running"),
+    );
     let mut rows: Vec<Row> = Vec::new();
 
     let direct = Arc::clone(&tcp_clients[0]);
@@ -418,16 +516,19 @@ async fn run() {
                 continue;
             }
             create_topic(admin_client, "bench", topic, partitions).await;
+            let cpu_before = Cpu::now(gateway_pid, iggy_pid);
             let rate = match mode {
                 "direct" => publish_sdk(&tcp_clients, "bench", topic, batches).await,
                 "gateway" => publish_gateway(&channels, "bench", topic, batches).await,
                 _ => publish_sdk(&http_clients, "bench", topic, batches).await,
             };
+            let messages = (clients * batches * BATCH as u64) as f64;
             rows.push(Row {
                 workload: "batched publish",
                 mode,
                 msgs_per_s: rate,
                 latency: None,
+                cpu: Some(Cpu::now(gateway_pid, iggy_pid).per_message_since(cpu_before, messages)),
             });
         }
     }
@@ -564,12 +665,11 @@ async fn run() {
             .into_inner();
         let _ = idle.message().await;
         tokio::time::sleep(Duration::from_secs(1)).await; // let the backoff reach its cap
-        let polls_before = iggy_grpc::metrics::subscription_polls();
+        let polls_before = gateway.polls().await;
         let idle_started = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         idle_rate = Some(
-            (iggy_grpc::metrics::subscription_polls() - polls_before) as f64
-                / idle_started.elapsed().as_secs_f64(),
+            (gateway.polls().await - polls_before) as f64 / idle_started.elapsed().as_secs_f64(),
         );
         drop(idle);
     }
@@ -585,6 +685,7 @@ async fn run() {
             if !selected("BENCH_PATHS", mode) {
                 continue;
             }
+            let cpu_before = Cpu::now(gateway_pid, iggy_pid);
             let msgs_per_s = match mode {
                 "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
                 "gateway" => read_gateway(&channels[0], "bench", "read", total).await,
@@ -595,6 +696,9 @@ async fn run() {
                 mode,
                 msgs_per_s,
                 latency: None,
+                cpu: Some(
+                    Cpu::now(gateway_pid, iggy_pid).per_message_since(cpu_before, total as f64),
+                ),
             });
         }
     }
@@ -618,7 +722,7 @@ async fn run() {
     let _ = slow.message().await;
     let publish_rate = 2_000u64; // messages per second, 1 KiB each
     let read_every = Duration::from_micros(1_000_000 * 1_000 / publish_rate); // 1,000x slower
-    let rss_start = rss_kib();
+    let rss_start = memory_kib(gateway_pid, "VmRSS");
     let mut rss_samples = Vec::new();
     let started = Instant::now();
     let mut published = 0u64;
@@ -651,7 +755,7 @@ async fn run() {
             next_read += read_every;
         }
         if published.is_multiple_of(publish_rate) {
-            rss_samples.push(rss_kib());
+            rss_samples.push(memory_kib(gateway_pid, "VmRSS"));
         }
     }
     let rss_max = rss_samples.iter().copied().max().unwrap_or(0);
@@ -660,8 +764,8 @@ async fn run() {
     // Report.
     println!("\niggy-grpc benchmark (iggy-server on loopback, {clients} clients, 1 KiB messages)");
     println!(
-        "{:<32} {:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "gw/direct"
+        "{:<32} {:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>18}",
+        "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "gw/direct", "cpu us/msg c+g+i"
     );
     for row in &rows {
         let direct_rate = rows
@@ -684,8 +788,12 @@ async fn run() {
                 )
             })
             .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        let cpu = row.cpu.map_or_else(
+            || String::from("-"),
+            |[clients, gateway, iggy]| format!("{clients:.2}+{gateway:.2}+{iggy:.2}"),
+        );
         println!(
-            "{:<32} {:<8} {:>12.0} {:>10.1} {:>10} {:>10} {:>10} {:>9}",
+            "{:<32} {:<8} {:>12.0} {:>10.1} {:>10} {:>10} {:>10} {:>9} {:>18}",
             row.workload,
             row.mode,
             row.msgs_per_s,
@@ -693,7 +801,8 @@ async fn run() {
             p50,
             p99,
             p999,
-            ratio
+            ratio,
+            cpu
         );
     }
     let single = |mode: &str| {
@@ -730,12 +839,14 @@ async fn run() {
         rss_end / 1024
     );
     println!(
-        "peak RSS of the bench process (gateway + clients): {} MiB",
-        peak_rss_kib() / 1024
+        "peak RSS of the gateway process: {} MiB",
+        memory_kib(gateway_pid, "VmHWM") / 1024
     );
 
     drop(slow);
-    let _ = stop.send(());
-    let _ = gateway.await;
+    let _ = gateway.child.kill().await;
     iggy.stop().await;
+    if let Some(data_dir) = data_dir {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
 }

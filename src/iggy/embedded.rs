@@ -230,8 +230,9 @@ impl EmbeddedIggy {
         signal(self.current_pid()?, signal_to_send)
     }
 
-    /// The pid of the server process now running.
-    fn current_pid(&self) -> io::Result<u32> {
+    /// The pid of the server process now running (the benchmark reads its
+    /// CPU time).
+    pub fn current_pid(&self) -> io::Result<u32> {
         self.shared
             .pid
             .lock()
