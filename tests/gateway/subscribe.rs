@@ -29,6 +29,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
         ("subscribe::resume_token_continues_exactly", |env| {
             Box::pin(resume(env))
         }),
+        (
+            "subscribe::a_reader_far_behind_gets_client_sized_batches",
+            |env| Box::pin(catching_up(env)),
+        ),
         ("subscribe::auto_ack_stores_what_was_delivered", |env| {
             Box::pin(auto_ack(env))
         }),
@@ -293,6 +297,56 @@ async fn start_positions(env: Env) {
         .take(1)
         .await;
     assert_eq!(got[0].offset, 4, "`next` starts after the stored offset");
+}
+
+/// A reader far behind one partition: the gateway reads several batches per
+/// Iggy poll, yet the client gets batches of its own size, each with a
+/// resume token for exactly that batch.
+async fn catching_up(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    fill(&gateway, &stream, &topic, 1, 40, "m").await;
+    let mut messaging = gateway.messaging();
+    let mut first = request(&stream, &topic, named(&env.unique("r")));
+    first.start = start(start_position::Kind::First(()));
+    first.ack_mode = AckMode::None as i32;
+    first.batch_size = 3;
+    let mut subscription = Subscription::open(&mut messaging, first.clone())
+        .await
+        .expect("subscribe");
+    let mut before = Vec::new();
+    for _ in 0..5 {
+        match subscription.next_event().await {
+            Event::Batch(batch) => {
+                assert_eq!(batch.messages.len(), 3, "the client's batch size");
+                before.extend(batch.messages);
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+    let token = subscription.last_token.clone().expect("token");
+    drop(subscription);
+
+    let mut again = first;
+    again.start = start(start_position::Kind::ResumeToken(token));
+    let mut resumed = Subscription::open(&mut messaging, again)
+        .await
+        .expect("resume");
+    let after = resumed.take(25).await;
+    assert_eq!(
+        after.first().map(|m| m.offset),
+        Some(15),
+        "resumes right after the last batch taken, not after what was read ahead"
+    );
+    let mut all = before;
+    all.extend(after);
+    assert_eq!(all.len(), 40, "nothing twice");
+    assert_in_order(&all);
+    assert_eq!(
+        payloads(&all).into_iter().collect::<BTreeSet<_>>(),
+        expected("m", 1, 40),
+        "nothing missed"
+    );
 }
 
 async fn resume(env: Env) {

@@ -7,6 +7,7 @@
 //! when the transport takes a batch, manual-ack commits only on Ack.
 
 mod in_flight;
+mod read_ahead;
 mod reader;
 mod session;
 mod spec;

@@ -4,6 +4,7 @@
 
 use super::{
     in_flight::InFlight,
+    read_ahead::ReadAhead,
     reader::{ReadFrom, Reader, is_assignment_stale},
     spec::{AckMode, Spec, Start, SubscribeLimits},
     token::{self, Positions},
@@ -105,6 +106,7 @@ pub struct Session {
     delivered_at: BTreeMap<u32, u64>,
     committed: BTreeMap<u32, u64>,
     in_flight: InFlight,
+    read_ahead: ReadAhead,
     rotation: usize,
     last_sent: Instant,
     refresh_at: Instant,
@@ -145,6 +147,7 @@ impl Session {
             delivered_at: BTreeMap::new(),
             committed: BTreeMap::new(),
             in_flight: InFlight::default(),
+            read_ahead: ReadAhead::default(),
             rotation: 0,
             last_sent: Instant::now(),
             refresh_at: Instant::now() + REFRESH_INTERVAL,
@@ -262,21 +265,29 @@ impl Session {
             .get(&partition)
             .copied()
             .unwrap_or(ReadFrom::Offset(0));
-        // Manual ack: never poll more than the in-flight limit leaves room for.
+        // Manual ack: never poll more than the in-flight limit leaves room
+        // for. A lone partition that is behind is read ahead; several
+        // partitions take turns batch by batch.
         let count = if self.spec.ack_mode == AckMode::Manual {
             self.in_flight
                 .room(self.spec.max_in_flight_messages)
                 .clamp(1, self.spec.batch_size)
+        } else if self.partitions.len() == 1 {
+            self.read_ahead.count(self.spec.batch_size)
         } else {
             self.spec.batch_size
         };
+        let asked = from.count(count);
         match self.reader.poll(partition, from, count).await {
             Ok(polled) if !polled.messages.is_empty() => {
                 *empty_polls = 0;
                 *backoff = FIRST_IDLE_BACKOFF;
-                self.deliver_batch(partition, polled).await
+                let bytes = polled.messages.iter().map(stored_bytes).sum();
+                self.read_ahead.note(asked, polled.messages.len(), bytes);
+                self.deliver_polled(partition, polled).await
             }
             Ok(polled) => {
+                self.read_ahead.note(asked, 0, 0);
                 self.note_empty(partition, from, &polled);
                 *empty_polls += 1;
                 Ok(())
@@ -339,21 +350,34 @@ impl Session {
         }
     }
 
-    async fn deliver_batch(&mut self, partition: u32, polled: PolledMessages) -> Result<(), End> {
+    /// Delivers what one poll returned, in batches of the client's size.
+    async fn deliver_polled(&mut self, partition: u32, polled: PolledMessages) -> Result<(), End> {
+        let batch_size = (self.spec.batch_size as usize).max(1);
+        let mut messages = polled.messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            self.deliver_batch(partition, messages.by_ref().take(batch_size))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_batch(
+        &mut self,
+        partition: u32,
+        polled: impl ExactSizeIterator<Item = IggyMessage>,
+    ) -> Result<(), End> {
         let expected = match self.from.get(&partition) {
             Some(ReadFrom::Offset(next)) => *next,
             _ => 0,
         };
-        let mut messages = Vec::with_capacity(polled.messages.len());
+        let mut messages = Vec::with_capacity(polled.len());
         let mut last = None;
-        for message in polled.messages {
+        for message in polled {
             let offset = message.header.offset;
             if offset < expected {
                 continue;
             }
-            let bytes = (message.payload.len()
-                + message.user_headers.as_ref().map_or(0, |h| h.len()))
-                as u64;
+            let bytes = stored_bytes(&message);
             if self.spec.ack_mode == AckMode::Manual {
                 self.in_flight.add(partition, offset, bytes);
             }
@@ -617,6 +641,11 @@ impl Session {
     }
 }
 
+/// A message's payload and header bytes, as counted against limits.
+fn stored_bytes(message: &IggyMessage) -> u64 {
+    (message.payload.len() + message.user_headers.as_ref().map_or(0, |h| h.len())) as u64
+}
+
 /// A stored message as delivered to a client.
 pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessage {
     crate::metrics::count_delivered(1, message.payload.len() as u64);
@@ -629,7 +658,10 @@ pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessag
     proto::DeliveredMessage {
         partition_id: partition,
         offset: message.header.offset,
-        id: Uuid::from_u128(message.header.id).hyphenated().to_string(),
+        id: Uuid::from_u128(message.header.id)
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .to_owned(),
         timestamp_micros: message.header.timestamp,
         headers,
         payload: message.payload,
