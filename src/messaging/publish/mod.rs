@@ -234,21 +234,38 @@ fn group_by_partition(
     count: u32,
 ) -> Vec<Group> {
     let mut balanced = None;
-    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
-    for (index, route, outgoing) in entries {
-        let partition = match route {
+    let partitions: Vec<u32> = entries
+        .iter()
+        .map(|(_, route, _)| match route {
             Route::Balanced => {
-                *balanced.get_or_insert_with(|| router.partition(stream, topic, &route, count))
+                *balanced.get_or_insert_with(|| router.partition(stream, topic, route, count))
             }
-            _ => router.partition(stream, topic, &route, count),
+            _ => router.partition(stream, topic, route, count),
+        })
+        .collect();
+    // Sized up front: a group's vectors never grow (and move every message
+    // again) while a 1,000-message batch is sorted into them.
+    let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
+    for partition in &partitions {
+        *sizes.entry(*partition).or_default() += 1;
+    }
+    let mut groups: BTreeMap<u32, Group> = sizes
+        .into_iter()
+        .map(|(partition, size)| {
+            let group = Group {
+                partition,
+                indices: Vec::with_capacity(size),
+                routes: Vec::with_capacity(size),
+                ids: Vec::with_capacity(size),
+                messages: Vec::with_capacity(size),
+            };
+            (partition, group)
+        })
+        .collect();
+    for ((index, route, outgoing), partition) in entries.into_iter().zip(partitions) {
+        let Some(group) = groups.get_mut(&partition) else {
+            continue; // every partition was counted above
         };
-        let group = groups.entry(partition).or_insert_with(|| Group {
-            partition,
-            indices: Vec::new(),
-            routes: Vec::new(),
-            ids: Vec::new(),
-            messages: Vec::new(),
-        });
         group.indices.push(index);
         group.routes.push(route);
         group.ids.push(outgoing.id);
