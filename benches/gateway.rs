@@ -5,12 +5,14 @@
 //! publish-to-deliver latency, the poll rate of an idle subscription, and
 //! memory while a subscriber reads 1,000x slower than the publisher.
 //!
-//! Sizes come from the environment: BENCH_CLIENTS (4), BENCH_BATCHES (25 calls
+//! Sizes come from the environment: BENCH_CLIENTS (4), BENCH_BATCHES (100 calls
 //! of 1,000 x 1 KiB per client), BENCH_READ_MESSAGES (1,000,000),
 //! BENCH_SECONDS (5, per latency workload), BENCH_SLOW_SECONDS (20).
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
 //! (a subset of direct, gateway, http) likewise for batched publish and read.
+//! BENCH_FRAME sets the tonic clients' HTTP/2 max frame size (tonic's
+//! default, 16 KiB, when unset).
 //!
 //! The gateway is the `iggy-grpc` binary in its own process, as deployed. The
 //! throughput rows also show where the CPU went: microseconds per message used
@@ -427,7 +429,7 @@ fn main() {
 
 async fn run() {
     let clients = setting("BENCH_CLIENTS", 4);
-    let batches = setting("BENCH_BATCHES", 25);
+    let batches = setting("BENCH_BATCHES", 100);
     let read_messages = setting("BENCH_READ_MESSAGES", 1_000_000);
     let seconds = setting("BENCH_SECONDS", 5);
     let slow_seconds = setting("BENCH_SLOW_SECONDS", 20);
