@@ -166,6 +166,21 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks(11).unwrap_or(0.0) / 100.0 + ticks(12).unwrap_or(0.0) / 100.0
 }
 
+/// Waits (at most 15 s) until iggy-server is idle: after a large write it
+/// goes on persisting for a while, and the path measured next would pay for
+/// the one measured before.
+async fn settle(iggy_pid: u32) {
+    let pid = iggy_pid.to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let before = cpu_seconds(&pid);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if cpu_seconds(&pid) - before < 0.01 {
+            return; // under 5% of a core
+        }
+    }
+}
+
 /// CPU seconds used so far by the bench process (the clients), the gateway
 /// and iggy-server.
 #[derive(Clone, Copy)]
@@ -518,6 +533,7 @@ async fn run() {
                 continue;
             }
             create_topic(admin_client, "bench", topic, partitions).await;
+            settle(iggy_pid).await;
             let cpu_before = Cpu::now(gateway_pid, iggy_pid);
             let rate = match mode {
                 "direct" => publish_sdk(&tcp_clients, "bench", topic, batches).await,
@@ -687,6 +703,7 @@ async fn run() {
             if !selected("BENCH_PATHS", mode) {
                 continue;
             }
+            settle(iggy_pid).await;
             let cpu_before = Cpu::now(gateway_pid, iggy_pid);
             let msgs_per_s = match mode {
                 "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
