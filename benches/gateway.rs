@@ -41,8 +41,9 @@ use std::{
 };
 use tonic::transport::Channel;
 
-/// The gateway binary's allocator (see src/main.rs), so the in-process
-/// gateway behaves like the binary; the direct clients share it.
+/// The clients (direct SDK, tonic, HTTP) share the gateway binary's
+/// allocator. It makes the direct SDK client faster than with glibc, so the
+/// baseline the gateway is compared with is the harder one.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
