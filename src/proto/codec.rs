@@ -7,7 +7,7 @@ use prost::Message;
 use std::marker::PhantomData;
 use tonic::{
     Status,
-    codec::{BufferSettings, Codec, EncodeBuf, Encoder},
+    codec::{Codec, EncodeBuf, Encoder},
 };
 use tonic_prost::ProstDecoder;
 
@@ -52,9 +52,5 @@ impl<T: Message> Encoder for PresizedEncoder<T> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
             .map_err(|error| Status::internal(format!("cannot encode the message: {error}")))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }
