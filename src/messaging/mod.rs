@@ -19,8 +19,9 @@ use crate::{
     proto::{self, messaging_service_server::MessagingService},
     validate::{self, FieldPath},
 };
+use iggy::prelude::Identifier;
 use publish::{Entry, EntryResult, Route};
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use subscribe::{SubscribeLimits, Subscriptions};
 use tonic::{Request, Response, Status};
 
@@ -91,6 +92,20 @@ impl Messaging {
         Ok(())
     }
 
+    /// Publishes validated `entries` for `caller`: admitted against the
+    /// caller's message rate, then sent within the client's deadline.
+    async fn send(
+        &self,
+        caller: &Caller,
+        deadline: Option<Duration>,
+        stream: &Identifier,
+        topic: &Identifier,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<EntryResult>, GatewayError> {
+        self.admit_messages(caller, entries.len())?;
+        deadline::write_within(deadline, self.publisher.publish(stream, topic, entries)).await
+    }
+
     async fn publish_one(
         &self,
         request: Request<proto::PublishRequest>,
@@ -111,10 +126,9 @@ impl Messaging {
             &self.limits,
             caller.traceparent(),
         )?;
-        self.admit_messages(&caller, 1)?;
         let entries = vec![Entry { route, outgoing }];
         let result = single(
-            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+            self.send(&caller, deadline, &stream, &topic, entries)
                 .await?,
         )?;
         Ok(proto::PublishResponse {
@@ -159,10 +173,9 @@ impl Messaging {
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
-        self.admit_messages(&caller, entries.len())?;
-        let results =
-            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
-                .await?;
+        let results = self
+            .send(&caller, deadline, &stream, &topic, entries)
+            .await?;
         Ok(proto::PublishBatchResponse {
             results: batch_results(results),
         })
@@ -183,7 +196,6 @@ impl Messaging {
             &self.limits,
             caller.traceparent(),
         )?;
-        self.admit_messages(&caller, 1)?;
         let route = Route::parse(
             &FieldPath::root("partitioning"),
             request.partitioning.as_ref(),
@@ -194,7 +206,7 @@ impl Messaging {
             outgoing: event.outgoing,
         }];
         let result = single(
-            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
+            self.send(&caller, deadline, &stream, &topic, entries)
                 .await?,
         )?;
         Ok(proto::PublishEventResponse {
@@ -230,10 +242,9 @@ impl Messaging {
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
-        self.admit_messages(&caller, entries.len())?;
-        let results =
-            deadline::write_within(deadline, self.publisher.publish(&stream, &topic, entries))
-                .await?;
+        let results = self
+            .send(&caller, deadline, &stream, &topic, entries)
+            .await?;
         Ok(proto::PublishEventBatchResponse {
             results: batch_results(results),
         })
