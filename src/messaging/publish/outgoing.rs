@@ -159,50 +159,25 @@ mod tests {
             max_payload_bytes: 4,
             ..PublishLimits::default()
         };
+        // The field a refused message is named by, built at `path`.
+        let refused = |path: &FieldPath<'_>, message| {
+            field_of(build(path, message, &limits, None).unwrap_err())
+        };
+        let root = FieldPath::root("message");
+        assert_eq!(refused(&root, None), "message");
+        assert_eq!(refused(&root, message("not-a-uuid", b"x")), "message.id");
         assert_eq!(
-            field_of(build(&FieldPath::root("message"), None, &limits, None).unwrap_err()),
-            "message"
-        );
-        assert_eq!(
-            field_of(
-                build(
-                    &FieldPath::root("message"),
-                    message("not-a-uuid", b"x"),
-                    &limits,
-                    None
-                )
-                .unwrap_err()
-            ),
-            "message.id"
-        );
-        assert_eq!(
-            field_of(
-                build(
-                    &FieldPath::root("m"),
-                    message("00000000-0000-0000-0000-000000000000", b"x"),
-                    &limits,
-                    None
-                )
-                .unwrap_err()
+            refused(
+                &FieldPath::root("m"),
+                message("00000000-0000-0000-0000-000000000000", b"x")
             ),
             "m.id"
         );
+        assert_eq!(refused(&root, message("", b"")), "message.payload");
+        let messages = FieldPath::root("messages");
+        let third = messages.index(2);
         assert_eq!(
-            field_of(
-                build(&FieldPath::root("message"), message("", b""), &limits, None).unwrap_err()
-            ),
-            "message.payload"
-        );
-        assert_eq!(
-            field_of(
-                build(
-                    &FieldPath::root("messages").index(2).field("message"),
-                    message("", b"12345"),
-                    &limits,
-                    None
-                )
-                .unwrap_err()
-            ),
+            refused(&third.field("message"), message("", b"12345")),
             "messages[2].message.payload"
         );
     }
