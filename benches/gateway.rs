@@ -86,6 +86,23 @@ fn payload() -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A 1 KiB message for the SDK paths.
+fn sdk_message() -> IggyMessage {
+    IggyMessage::builder()
+        .payload(payload())
+        .build()
+        .expect("message")
+}
+
+/// The same 1 KiB message for the gateway path.
+fn grpc_message() -> Option<proto::Message> {
+    Some(proto::Message {
+        id: String::new(),
+        payload: payload(),
+        headers: Default::default(),
+    })
+}
+
 /// A memory figure of process `pid` from /proc/PID/status, in KiB:
 /// `VmRSS` (now) or `VmHWM` (peak).
 fn memory_kib(pid: u32, field: &str) -> u64 {
@@ -242,14 +259,7 @@ async fn publish_sdk(clients: &[Arc<IggyClient>], stream: &str, topic: &str, bat
         let (client, stream, topic) = (Arc::clone(client), id(stream), id(topic));
         tasks.push(tokio::spawn(async move {
             for _ in 0..batches {
-                let mut messages: Vec<IggyMessage> = (0..BATCH)
-                    .map(|_| {
-                        IggyMessage::builder()
-                            .payload(payload())
-                            .build()
-                            .expect("message")
-                    })
-                    .collect();
+                let mut messages: Vec<IggyMessage> = (0..BATCH).map(|_| sdk_message()).collect();
                 client
                     .send_messages(
                         &stream,
@@ -277,11 +287,7 @@ fn batch_request(stream: &str, topic: &str, partition: u32) -> proto::PublishBat
         }),
         messages: (0..BATCH)
             .map(|_| BatchMessage {
-                message: Some(proto::Message {
-                    id: String::new(),
-                    payload: payload(),
-                    headers: Default::default(),
-                }),
+                message: grpc_message(),
                 partitioning: None,
             })
             .collect(),
@@ -345,7 +351,7 @@ async fn sdk_single(client: &Arc<IggyClient>, seconds: u64, rate: u64) -> (f64, 
                     &id("bench"),
                     &id("single"),
                     &Partitioning::partition_id(0),
-                    &mut one_message(),
+                    &mut [sdk_message()],
                 )
                 .await
                 .expect("send");
@@ -367,15 +373,6 @@ fn latency_row(workload: &'static str, mode: &'static str, rate: f64, sorted: &[
         )),
         cpu: None,
     }
-}
-
-fn one_message() -> Vec<IggyMessage> {
-    vec![
-        IggyMessage::builder()
-            .payload(payload())
-            .build()
-            .expect("message"),
-    ]
 }
 
 /// Reads `count` messages of one partition from offset 0 with the SDK.
@@ -568,11 +565,7 @@ async fn run() {
                         partitioning: Some(proto::Partitioning {
                             kind: Some(partitioning::Kind::PartitionId(0)),
                         }),
-                        message: Some(proto::Message {
-                            id: String::new(),
-                            payload: payload(),
-                            headers: Default::default(),
-                        }),
+                        message: grpc_message(),
                     })
                     .await
                     .expect("publish");
@@ -636,11 +629,7 @@ async fn run() {
                             stream: rid("bench"),
                             topic: rid(topic),
                             partitioning: None,
-                            message: Some(proto::Message {
-                                id: String::new(),
-                                payload: payload(),
-                                headers: Default::default(),
-                            }),
+                            message: grpc_message(),
                         })
                         .await
                         .expect("publish");
@@ -650,7 +639,7 @@ async fn run() {
                             &id("bench"),
                             &id(topic),
                             &Partitioning::partition_id(0),
-                            &mut one_message(),
+                            &mut [sdk_message()],
                         )
                         .await
                         .expect("send");
@@ -751,14 +740,8 @@ async fn run() {
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     while started.elapsed() < Duration::from_secs(slow_seconds) {
         ticker.tick().await;
-        let mut messages: Vec<IggyMessage> = (0..publish_rate / 10)
-            .map(|_| {
-                IggyMessage::builder()
-                    .payload(payload())
-                    .build()
-                    .expect("message")
-            })
-            .collect();
+        let mut messages: Vec<IggyMessage> =
+            (0..publish_rate / 10).map(|_| sdk_message()).collect();
         direct
             .send_messages(
                 &id("bench"),
