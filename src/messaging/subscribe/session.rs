@@ -377,18 +377,19 @@ impl Session {
             if offset < expected {
                 continue;
             }
-            let bytes = stored_bytes(&message);
             if self.spec.ack_mode == AckMode::Manual {
-                self.in_flight.add(partition, offset, bytes);
+                self.in_flight
+                    .add(partition, offset, stored_bytes(&message));
             }
-            self.delivered_at
-                .insert(partition, message.header.timestamp);
+            last = Some((offset, message.header.timestamp));
             messages.push(delivered(partition, message));
-            last = Some(offset);
         }
-        let Some(last) = last else { return Ok(()) };
+        let Some((last, stored_at)) = last else {
+            return Ok(());
+        };
         self.from.insert(partition, ReadFrom::Offset(last + 1));
         self.delivered.insert(partition, last);
+        self.delivered_at.insert(partition, stored_at);
         let commit = (self.spec.ack_mode == AckMode::Auto).then(|| vec![(partition, last)]);
         let batch = Kind::Batch(proto::MessageBatch {
             messages,
