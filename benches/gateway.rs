@@ -12,7 +12,8 @@
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
 //! (a subset of direct, gateway, http) likewise for batched publish and read.
 //! BENCH_FRAME sets the tonic clients' HTTP/2 max frame size (tonic's
-//! default, 16 KiB, when unset).
+//! default, 16 KiB, when unset). BENCH_GATEWAY_BIN runs another build of the
+//! gateway (this crate's own binary when unset), to compare two builds.
 //!
 //! The gateway is the `iggy-grpc` binary in its own process, as deployed. The
 //! throughput rows also show where the CPU went: microseconds per message used
@@ -133,7 +134,9 @@ struct GatewayProcess {
 impl GatewayProcess {
     fn start(iggy_url: &str, pool_size: u16) -> Self {
         let (port, metrics_port) = (free_port(), free_port());
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iggy-grpc"))
+        let binary = env::var("BENCH_GATEWAY_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_iggy-grpc").to_owned());
+        let child = tokio::process::Command::new(binary)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--iggy-url", iggy_url])
             .args(["--pool-size", &pool_size.to_string()])

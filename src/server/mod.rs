@@ -1,5 +1,9 @@
 //! Assembles the gateway and serves it on a listener the caller has bound.
 
+mod write_coalescing;
+
+pub use write_coalescing::WriteCoalescing;
+
 use crate::{
     admin::{Admin, StatsCache},
     config::Config,
@@ -27,6 +31,7 @@ use crate::{
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::StreamExt;
 use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
@@ -147,6 +152,9 @@ pub async fn serve(
         // HTTP/2 frames of up to 1 MiB (the default is 16 KiB): a 1 MiB
         // batch then crosses the socket in a few large reads, not 64+.
         .max_frame_size(Some(MAX_FRAME_BYTES));
+    // Under TLS, rustls writes to the connection and does not poll a
+    // deferred flush again during its handshake: writes are not gathered.
+    let gather_writes = edge.tls.is_none();
     if let Some(tls) = edge.tls {
         builder = builder.tls_config(tls)?;
     }
@@ -163,7 +171,17 @@ pub async fn serve(
         // options itself: without TCP_NODELAY every response waits ~40 ms for
         // the client's delayed ACK (Nagle's algorithm).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(move |connection| {
+                    connection.map(|stream| {
+                        if gather_writes {
+                            WriteCoalescing::new(stream)
+                        } else {
+                            WriteCoalescing::pass_through(stream)
+                        }
+                    })
+                }),
             async move {
                 let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
             },
