@@ -2,8 +2,6 @@
 
 mod write_coalescing;
 
-pub use write_coalescing::WriteCoalescing;
-
 use crate::{
     admin::{Admin, StatsCache},
     config::Config,
@@ -36,6 +34,7 @@ use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tracing::{info, warn};
+use write_coalescing::WriteCoalescing;
 
 /// The largest HTTP/2 frame the gateway accepts from clients.
 const MAX_FRAME_BYTES: u32 = 1 << 20;

@@ -95,18 +95,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescing<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if !this.enabled {
-            return Pin::new(&mut this.inner).poll_write(cx, data);
-        }
-        ready!(this.poll_room(cx, data.len()))?;
-        if this.unsent() == 0 && data.len() >= SEND_AT {
-            // Large enough on its own: no copy.
-            return Pin::new(&mut this.inner).poll_write(cx, data);
-        }
-        this.buffer.extend_from_slice(data);
-        this.wrote_since_flush = true;
-        Poll::Ready(Ok(data.len()))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
@@ -121,6 +110,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescing<T> {
         let total: usize = slices.iter().map(|slice| slice.len()).sum();
         ready!(this.poll_room(cx, total))?;
         if this.unsent() == 0 && total >= SEND_AT {
+            // Large enough on its own: no copy.
             return Pin::new(&mut this.inner).poll_write_vectored(cx, slices);
         }
         for slice in slices {
