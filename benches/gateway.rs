@@ -95,6 +95,34 @@ impl Rounds {
     }
 }
 
+/// Runs `run` (given the path and the round) on each path that BENCH_PATHS
+/// selects, `rounds` times, the paths taking turns.
+async fn take_turns(rounds: u64, mut run: impl AsyncFnMut(&'static str, u64) -> Sample) -> Rounds {
+    let mut samples = Rounds::default();
+    for round in 0..rounds {
+        for mode in PATHS {
+            if selected("BENCH_PATHS", mode) {
+                samples.add(mode, run(mode, round).await);
+            }
+        }
+    }
+    samples
+}
+
+/// One run of a throughput workload: once iggy-server is idle, runs
+/// `workload` (which returns msgs/s) and charges the gateway and iggy-server
+/// (`pids`) and this process the CPU each used per message.
+async fn measure(pids: (u32, u32), messages: f64, workload: impl Future<Output = f64>) -> Sample {
+    let (gateway_pid, iggy_pid) = pids;
+    settle(iggy_pid).await;
+    let before = Cpu::now(gateway_pid, iggy_pid);
+    let rate = workload.await;
+    (
+        rate,
+        Cpu::now(gateway_pid, iggy_pid).per_message_since(before, messages),
+    )
+}
+
 fn setting(name: &str, default: u64) -> u64 {
     env::var(name)
         .ok()
@@ -282,6 +310,12 @@ struct Row {
     cpu: Option<[f64; 3]>,
     /// The rate of each round, in the order run (throughput rows only).
     rounds: Vec<f64>,
+}
+
+/// The row of `workload` on path `mode`, if it was measured.
+fn find_row<'a>(rows: &'a [Row], workload: &str, mode: &str) -> Option<&'a Row> {
+    rows.iter()
+        .find(|row| row.workload == workload && row.mode == mode)
 }
 
 async fn create_topic(client: &IggyClient, stream: &str, topic: &str, partitions: u32) {
@@ -574,26 +608,20 @@ async fn run() {
         // 1. Batched publish, the paths taking turns round by round, so a
         //    slow spell of the machine falls on all of them.
         let partitions = clients as u32;
-        let mut samples = Rounds::default();
-        for round in 0..rounds {
-            for mode in PATHS {
-                if !selected("BENCH_PATHS", mode) {
-                    continue;
-                }
-                let topic = format!("pub-{mode}-{round}");
-                create_topic(admin_client, "bench", &topic, partitions).await;
-                settle(iggy_pid).await;
-                let cpu_before = Cpu::now(gateway_pid, iggy_pid);
-                let rate = match mode {
+        let messages = (clients * batches * BATCH as u64) as f64;
+        let samples = take_turns(rounds, async |mode, round| {
+            let topic = format!("pub-{mode}-{round}");
+            create_topic(admin_client, "bench", &topic, partitions).await;
+            measure((gateway_pid, iggy_pid), messages, async {
+                match mode {
                     "direct" => publish_sdk(&tcp_clients, "bench", &topic, batches).await,
                     "gateway" => publish_gateway(&channels, "bench", &topic, batches).await,
                     _ => publish_sdk(&http_clients, "bench", &topic, batches).await,
-                };
-                let messages = (clients * batches * BATCH as u64) as f64;
-                let cpu = Cpu::now(gateway_pid, iggy_pid).per_message_since(cpu_before, messages);
-                samples.add(mode, (rate, cpu));
-            }
-        }
+                }
+            })
+            .await
+        })
+        .await;
         rows.extend(samples.rows("batched publish"));
     }
 
@@ -737,24 +765,17 @@ async fn run() {
         let fill_batches = read_messages.div_ceil(BATCH as u64);
         publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
         let total = fill_batches * BATCH as u64;
-        let mut samples = Rounds::default();
-        for _ in 0..rounds {
-            for mode in PATHS {
-                if !selected("BENCH_PATHS", mode) {
-                    continue;
-                }
-                settle(iggy_pid).await;
-                let cpu_before = Cpu::now(gateway_pid, iggy_pid);
-                let rate = match mode {
+        let samples = take_turns(rounds, async |mode, _| {
+            measure((gateway_pid, iggy_pid), total as f64, async {
+                match mode {
                     "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
                     "gateway" => read_gateway(&channels[0], "bench", "read", total).await,
                     _ => read_sdk(&http_clients[0], "bench", "read", total).await,
-                };
-                let cpu =
-                    Cpu::now(gateway_pid, iggy_pid).per_message_since(cpu_before, total as f64);
-                samples.add(mode, (rate, cpu));
-            }
-        }
+                }
+            })
+            .await
+        })
+        .await;
         rows.extend(samples.rows("subscribe read"));
     }
 
@@ -818,10 +839,7 @@ async fn run() {
         "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "gw/direct", "cpu us/msg c+g+i"
     );
     for row in &rows {
-        let direct_rate = rows
-            .iter()
-            .find(|r| r.workload == row.workload && r.mode == "direct")
-            .map(|r| r.msgs_per_s);
+        let direct_rate = find_row(&rows, row.workload, "direct").map(|r| r.msgs_per_s);
         let ratio = match (row.latency, direct_rate) {
             (None, Some(direct)) if row.mode != "direct" => {
                 format!("{:.2}", row.msgs_per_s / direct)
@@ -855,12 +873,8 @@ async fn run() {
             cpu
         );
     }
-    let single = |mode: &str| {
-        rows.iter()
-            .find(|r| r.workload == "single publish" && r.mode == mode)
-            .and_then(|r| r.latency)
-            .map(|l| l.0)
-    };
+    let single =
+        |mode| find_row(&rows, "single publish", mode).and_then(|r| r.latency.map(|l| l.0));
     if let (Some(gw), Some(direct)) = (single("gateway"), single("direct")) {
         println!(
             "single publish p50: gateway - direct = {:+.3} ms",
@@ -868,12 +882,7 @@ async fn run() {
         );
     }
     for workload in ["batched publish", "subscribe read"] {
-        let rounds = |mode: &str| {
-            rows.iter()
-                .find(|r| r.workload == workload && r.mode == mode)
-                .map(|r| r.rounds.clone())
-                .unwrap_or_default()
-        };
+        let rounds = |mode| find_row(&rows, workload, mode).map_or(&[][..], |r| &r.rounds);
         let by_round: Vec<String> = rounds("gateway")
             .iter()
             .zip(rounds("direct"))
@@ -885,12 +894,7 @@ async fn run() {
                 by_round.join(" ")
             );
         }
-        let rate = |mode: &str| {
-            rows.iter()
-                .find(|r| r.workload == workload && r.mode == mode)
-                .map(|r| r.msgs_per_s)
-                .unwrap_or(0.0)
-        };
+        let rate = |mode| find_row(&rows, workload, mode).map_or(0.0, |r| r.msgs_per_s);
         println!(
             "{workload}: gateway / http = {:.2}",
             rate("gateway") / rate("http").max(1.0)
