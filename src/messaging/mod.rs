@@ -19,8 +19,8 @@ use crate::{
     proto::{self, messaging_service_server::MessagingService},
     validate::{self, FieldPath},
 };
-use iggy::prelude::Identifier;
-use publish::{Entry, EntryResult, Route};
+use iggy::prelude::{Identifier, IggyTimestamp};
+use publish::{Entry, EntryResult, Route, Stamp};
 use std::{sync::Arc, time::Duration};
 use subscribe::{SubscribeLimits, Subscriptions};
 use tonic::{Request, Response, Status};
@@ -124,7 +124,7 @@ impl Messaging {
             &FieldPath::root("message"),
             request.message,
             &self.limits,
-            caller.traceparent(),
+            caller.stamp(),
         )?;
         let entries = vec![Entry { route, outgoing }];
         let result = single(
@@ -168,7 +168,7 @@ impl Messaging {
                         &field.field("message"),
                         entry.message,
                         &self.limits,
-                        caller.traceparent(),
+                        caller.stamp(),
                     )?,
                 })
             })
@@ -194,7 +194,7 @@ impl Messaging {
             &FieldPath::root("event"),
             request.event,
             &self.limits,
-            caller.traceparent(),
+            caller.stamp(),
         )?;
         let route = Route::parse(
             &FieldPath::root("partitioning"),
@@ -234,7 +234,7 @@ impl Messaging {
                     &events.index(index),
                     Some(event),
                     &self.limits,
-                    caller.traceparent(),
+                    caller.stamp(),
                 )?;
                 Ok(Entry {
                     route: event.default_route,
@@ -255,6 +255,8 @@ impl Messaging {
 struct Caller {
     principal: Arc<Principal>,
     traceparent: Option<Traceparent>,
+    /// When the gateway accepted the call, in Unix microseconds.
+    accepted_at: u64,
 }
 
 impl Caller {
@@ -262,11 +264,17 @@ impl Caller {
         Ok(Self {
             principal: access::principal(request)?,
             traceparent: request.extensions().get::<Traceparent>().cloned(),
+            accepted_at: IggyTimestamp::now().as_micros(),
         })
     }
 
-    fn traceparent(&self) -> Option<&str> {
-        self.traceparent.as_ref().map(Traceparent::as_str)
+    /// What each message of the call carries: its trace context and the
+    /// moment the call was accepted.
+    fn stamp(&self) -> Stamp<'_> {
+        Stamp {
+            traceparent: self.traceparent.as_ref().map(Traceparent::as_str),
+            accepted_at: self.accepted_at,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 mod json;
 mod money;
 
-use super::publish::{Outgoing, PublishLimits, Route, message_id};
+use super::publish::{Outgoing, PublishLimits, Route, Stamp, message_id};
 use crate::{
     error::GatewayError,
     messaging::headers::MAX_HEADER_FIELD_BYTES,
@@ -34,7 +34,7 @@ pub fn build(
     field: &FieldPath<'_>,
     event: Option<proto::Event>,
     limits: &PublishLimits,
-    traceparent: Option<&str>,
+    stamp: Stamp<'_>,
 ) -> Result<EventMessage, GatewayError> {
     let event = event.ok_or_else(|| GatewayError::invalid(field, "is required"))?;
     let id = message_id(&field.field("id"), &event.id)?;
@@ -120,13 +120,14 @@ pub fn build(
             &event.correlation_id,
         )?;
     }
-    crate::messaging::headers::add_traceparent(&mut headers, traceparent);
-    let message = IggyMessage::builder()
+    crate::messaging::headers::add_traceparent(&mut headers, stamp.traceparent);
+    let mut message = IggyMessage::builder()
         .id(id.as_u128())
         .payload(payload)
         .user_headers(headers)
         .build()
         .map_err(|error| GatewayError::invalid(field, error.to_string()))?;
+    message.header.origin_timestamp = stamp.accepted_at;
     Ok(EventMessage {
         outgoing: Outgoing {
             id: id.hyphenated().to_string(),
@@ -253,7 +254,7 @@ mod tests {
             &FieldPath::root("event"),
             Some(order_event()),
             &PublishLimits::default(),
-            None,
+            Stamp::default(),
         )
         .expect("valid");
         assert_eq!(
@@ -289,7 +290,7 @@ mod tests {
             &FieldPath::root("event"),
             Some(missing_kind),
             &PublishLimits::default(),
-            None,
+            Stamp::default(),
         )
         .err();
         assert!(
@@ -304,7 +305,7 @@ mod tests {
             &FieldPath::root("event"),
             Some(data_without_type),
             &PublishLimits::default(),
-            None,
+            Stamp::default(),
         )
         .err();
         assert!(
@@ -316,7 +317,7 @@ mod tests {
             &FieldPath::root("event"),
             Some(no_payload),
             &PublishLimits::default(),
-            None,
+            Stamp::default(),
         )
         .err();
         assert!(

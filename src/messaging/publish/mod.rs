@@ -5,7 +5,7 @@
 mod outgoing;
 mod route;
 
-pub use outgoing::{Outgoing, PublishLimits, build, message_id};
+pub use outgoing::{Outgoing, PublishLimits, Stamp, build, message_id};
 pub use route::{PartitionRouter, Route, key_partition};
 
 use crate::{
@@ -76,17 +76,22 @@ impl Publisher {
         entries: Vec<Entry>,
     ) -> Result<Vec<EntryResult>, GatewayError> {
         let mut results: Vec<Option<EntryResult>> = entries.iter().map(|_| None).collect();
-        let mut pending: Vec<(usize, Route, Outgoing)> = entries
-            .into_iter()
-            .enumerate()
-            .map(|(index, entry)| (index, entry.route, entry.outgoing))
-            .collect();
+        // The entries still to send and their places in the request: at
+        // first all of them, in order.
+        let mut positions: Vec<usize> = (0..entries.len()).collect();
+        let mut pending = entries;
         // A stale partition count can route to a partition that was removed;
         // Iggy then refuses the send (nothing stored), the count is read
         // again and those entries are routed once more.
         for refresh in [false, true] {
             let groups = self
-                .group(stream, topic, std::mem::take(&mut pending), refresh)
+                .group(
+                    stream,
+                    topic,
+                    std::mem::take(&mut pending),
+                    std::mem::take(&mut positions),
+                    refresh,
+                )
                 .await?;
             let sends = groups
                 .into_iter()
@@ -129,7 +134,11 @@ impl Publisher {
                             indices.into_iter().zip(routes).zip(ids).zip(messages)
                         {
                             if route.needs_count() {
-                                pending.push((index, route, Outgoing { id, message }));
+                                positions.push(index);
+                                pending.push(Entry {
+                                    route,
+                                    outgoing: Outgoing { id, message },
+                                });
                             } else {
                                 results[index] = Some(Err(error.clone()));
                             }
@@ -173,10 +182,11 @@ impl Publisher {
         &self,
         stream: &Identifier,
         topic: &Identifier,
-        entries: Vec<(usize, Route, Outgoing)>,
+        entries: Vec<Entry>,
+        positions: Vec<usize>,
         refresh: bool,
     ) -> Result<Vec<Group>, GatewayError> {
-        let count = if entries.iter().any(|(_, route, _)| route.needs_count()) {
+        let count = if entries.iter().any(|entry| entry.route.needs_count()) {
             Some(
                 self.router
                     .partition_count(&self.pool, stream, topic, refresh)
@@ -190,6 +200,7 @@ impl Publisher {
             stream,
             topic,
             entries,
+            positions,
             count.unwrap_or(1),
         ))
     }
@@ -222,21 +233,23 @@ impl Publisher {
     }
 }
 
-/// Routes entries among `count` partitions and groups them per partition,
-/// keeping request order within each group. All balanced entries of one call
-/// share the next partition of the rotation, so each partition touched costs
-/// exactly one `send_messages` call.
+/// Routes entries (at `positions` in the request) among `count` partitions
+/// and groups them per partition, keeping request order within each group.
+/// All balanced entries of one call share the next partition of the
+/// rotation, so each partition touched costs exactly one `send_messages`
+/// call.
 fn group_by_partition(
     router: &PartitionRouter,
     stream: &Identifier,
     topic: &Identifier,
-    entries: Vec<(usize, Route, Outgoing)>,
+    entries: Vec<Entry>,
+    positions: Vec<usize>,
     count: u32,
 ) -> Vec<Group> {
     let mut balanced = None;
     let partitions: Vec<u32> = entries
         .iter()
-        .map(|(_, route, _)| match route {
+        .map(|Entry { route, .. }| match route {
             Route::Balanced => {
                 *balanced.get_or_insert_with(|| router.partition(stream, topic, route, count))
             }
@@ -262,14 +275,14 @@ fn group_by_partition(
             (partition, group)
         })
         .collect();
-    for ((index, route, outgoing), partition) in entries.into_iter().zip(partitions) {
+    for ((entry, index), partition) in entries.into_iter().zip(positions).zip(partitions) {
         let Some(group) = groups.get_mut(&partition) else {
             continue; // every partition was counted above
         };
         group.indices.push(index);
-        group.routes.push(route);
-        group.ids.push(outgoing.id);
-        group.messages.push(outgoing.message);
+        group.routes.push(entry.route);
+        group.ids.push(entry.outgoing.id);
+        group.messages.push(entry.outgoing.message);
     }
     groups.into_values().collect()
 }
@@ -309,7 +322,7 @@ mod tests {
     use bytes::Bytes;
     use std::time::Duration;
 
-    fn entry(index: usize, route: Route) -> (usize, Route, Outgoing) {
+    fn entry(index: usize, route: Route) -> Entry {
         let message = proto::Message {
             id: String::new(),
             payload: Bytes::from(format!("entry {index}")),
@@ -319,10 +332,10 @@ mod tests {
             &FieldPath::root("message"),
             Some(message),
             &PublishLimits::default(),
-            None,
+            Stamp::default(),
         )
         .expect("valid");
-        (index, route, outgoing)
+        Entry { route, outgoing }
     }
 
     #[test]
@@ -342,13 +355,15 @@ mod tests {
         }
         let expected: std::collections::BTreeSet<u32> = entries
             .iter()
-            .map(|(_, route, _)| match route {
+            .map(|entry| match &entry.route {
                 Route::Balanced => 0, // the first balanced pick of this router
                 Route::Partition(p) => *p,
                 Route::Key(key) => key_partition(key, 5),
             })
             .collect();
-        let groups = group_by_partition(&router, &stream, &topic, entries, 5);
+        // Places in a request where these 30 entries are every other one.
+        let positions: Vec<usize> = (0..30).map(|index| 2 * index + 1).collect();
+        let groups = group_by_partition(&router, &stream, &topic, entries, positions.clone(), 5);
         assert_eq!(
             groups
                 .iter()
@@ -364,7 +379,8 @@ mod tests {
             );
             assert_eq!(group.indices.len(), group.messages.len());
         }
-        let all: usize = groups.iter().map(|g| g.indices.len()).sum();
-        assert_eq!(all, 30);
+        let mut all: Vec<usize> = groups.iter().flat_map(|g| g.indices.clone()).collect();
+        all.sort_unstable();
+        assert_eq!(all, positions, "each entry keeps its place in the request");
     }
 }
