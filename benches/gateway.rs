@@ -828,8 +828,8 @@ async fn run() {
             rss_samples.push(memory_kib(gateway_pid, "VmRSS"));
         }
     }
-    let rss_max = rss_samples.iter().copied().max().unwrap_or(0);
-    let rss_end = rss_samples.last().copied().unwrap_or(0);
+    let rss_max = rss_samples.iter().copied().fold(rss_start, u64::max);
+    let rss_end = rss_samples.last().copied().unwrap_or(rss_start);
 
     // Report.
     println!("\niggy-grpc benchmark (iggy-server on loopback, {clients} clients, 1 KiB messages)");
@@ -894,11 +894,10 @@ async fn run() {
                 by_round.join(" ")
             );
         }
-        let rate = |mode| find_row(&rows, workload, mode).map_or(0.0, |r| r.msgs_per_s);
-        println!(
-            "{workload}: gateway / http = {:.2}",
-            rate("gateway") / rate("http").max(1.0)
-        );
+        let rate = |mode| find_row(&rows, workload, mode).map(|r| r.msgs_per_s);
+        if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
+            println!("{workload}: gateway / http = {:.2}", gateway / http);
+        }
     }
     if let Some(idle_rate) = idle_rate {
         println!("idle subscription: {idle_rate:.1} polls/s");
