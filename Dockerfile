@@ -1,6 +1,10 @@
 # Builds the iggy-grpc gateway into a small runtime image running as non-root.
 # No system protoc is needed: build.rs compiles the protos with protox.
 FROM rust:1.95-slim-bookworm AS build
+# make builds jemalloc, the gateway's allocator.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto

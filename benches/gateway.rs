@@ -44,9 +44,11 @@ use std::{
 };
 use tonic::transport::Channel;
 
-/// The clients (direct SDK, tonic, HTTP) share the gateway binary's
-/// allocator. It makes the direct SDK client faster than with glibc, so the
-/// baseline the gateway is compared with is the harder one.
+/// The clients (direct SDK, tonic, HTTP) run on mimalloc, which makes the
+/// direct SDK client faster than glibc's allocator does, so the baseline the
+/// gateway is compared with is the harder one. (The gateway binary runs on
+/// jemalloc; over 4 interleaved runs the direct client spent 0.78 us per
+/// message on mimalloc and 0.86 on jemalloc.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

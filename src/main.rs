@@ -23,11 +23,13 @@ use tonic_health::pb::{
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc keeps freed memory for reuse: each batch moves ~1 MiB buffers
-/// (the gRPC message, the Iggy request), which glibc's allocator returned to
-/// the kernel and page-faulted back in on every call.
+/// jemalloc reuses freed memory: each batch moves ~1 MiB buffers (the gRPC
+/// message, the Iggy request), which glibc's allocator returned to the kernel
+/// and page-faulted back in on every call, and for which mimalloc kept
+/// zeroing fresh 2 MiB pages (it cost 17% more CPU per published message).
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// sysexits.h EX_CONFIG: the configuration is unusable.
 const EXIT_CONFIG: u8 = 78;
