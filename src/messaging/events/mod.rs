@@ -7,7 +7,7 @@
 mod json;
 mod money;
 
-use super::publish::{Outgoing, PublishLimits, Route, Stamp, message_id};
+use super::publish::{Outgoing, PublishLimits, Route, Stamp, iggy_message, message_id};
 use crate::{
     error::GatewayError,
     messaging::headers::MAX_HEADER_FIELD_BYTES,
@@ -15,7 +15,7 @@ use crate::{
     validate::FieldPath,
 };
 use bytes::Bytes;
-use iggy::prelude::{HeaderKey, HeaderValue, IggyMessage};
+use iggy::prelude::{HeaderKey, HeaderValue};
 use serde_json::{Value as Json, json};
 use std::{collections::BTreeMap, time::SystemTime};
 
@@ -121,17 +121,10 @@ pub fn build(
         )?;
     }
     crate::messaging::headers::add_traceparent(&mut headers, stamp.traceparent);
-    let mut message = IggyMessage::builder()
-        .id(id.as_u128())
-        .payload(payload)
-        .user_headers(headers)
-        .build()
-        .map_err(|error| GatewayError::invalid(field, error.to_string()))?;
-    message.header.origin_timestamp = stamp.accepted_at;
     Ok(EventMessage {
         outgoing: Outgoing {
             id: id.hyphenated().to_string(),
-            message,
+            message: iggy_message(id.as_u128(), payload, Some(&headers), stamp.accepted_at),
         },
         default_route: aggregate.map_or(Route::Balanced, |key| Route::Key(Bytes::from(key))),
     })

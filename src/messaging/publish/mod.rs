@@ -5,7 +5,7 @@
 mod outgoing;
 mod route;
 
-pub use outgoing::{Outgoing, PublishLimits, Stamp, build, message_id};
+pub use outgoing::{Outgoing, PublishLimits, Stamp, build, iggy_message, message_id};
 pub use route::{PartitionRouter, Route, key_partition};
 
 use crate::{

@@ -102,9 +102,10 @@ pub fn build(
 
 /// The Iggy message, its header filled in here rather than by
 /// `IggyMessage::builder`, which reads the clock once per message (a
-/// 1,000-message batch read it 1,000 times). The payload and header sizes
-/// were checked against limits within Iggy's own.
-fn iggy_message(
+/// 1,000-message batch read it 1,000 times). Callers have checked the payload
+/// (1 byte up to the publish limit) and the headers against limits within
+/// Iggy's own.
+pub fn iggy_message(
     id: u128,
     payload: Bytes,
     user_headers: Option<&BTreeMap<HeaderKey, HeaderValue>>,
