@@ -11,14 +11,17 @@
 //!    cheap refusals before any limit is spent.
 //! 5. [`RateLimitLayer`]: per-principal request rates, which need the
 //!    principal.
-//! 6. [`LoadShedLayer`]: the global concurrency limit, last, so only calls
-//!    that will really run take a slot.
+//! 6. [`LoadShedLayer`]: the global concurrency limit, so only calls that
+//!    will really run take a slot.
+//! 7. [`ReceivedMessageLayer`]: reads a batched publish's body whole, last,
+//!    so no body is read for a call the layers above refuse.
 
 mod arrival;
 mod auth;
 mod call_log;
 mod load_shed;
 mod rate_limit;
+mod received_message;
 mod request_id;
 
 pub use arrival::{Arrival, ArrivalLayer};
@@ -26,4 +29,5 @@ pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
 pub use call_log::CallLogLayer;
 pub use load_shed::LoadShedLayer;
 pub use rate_limit::RateLimitLayer;
+pub use received_message::{ReceivedMessageLayer, decode_received};
 pub use request_id::RequestIdLayer;

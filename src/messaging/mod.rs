@@ -15,6 +15,7 @@ use crate::{
     edge::{Principal, RateLimits, Refusal, Traceparent, access},
     error::GatewayError,
     iggy::IggyPool,
+    layers::decode_received,
     metrics,
     proto::{self, messaging_service_server::MessagingService},
     validate::{self, FieldPath},
@@ -325,6 +326,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<proto::PublishBatchRequest>,
     ) -> Result<Response<proto::PublishBatchResponse>, Status> {
+        let request = decode_received(request)?;
         respond(self.publish_many(request).await)
     }
 

@@ -15,7 +15,7 @@ use crate::{
     iggy::{IggyPool, IggyTarget, TargetError},
     layers::{
         ArrivalLayer, AuthLayer, Authenticator, CallLogLayer, LoadShedLayer, RateLimitLayer,
-        RequestIdLayer,
+        ReceivedMessageLayer, RequestIdLayer,
     },
     messaging::{
         Messaging, PartitionRouter, Publisher,
@@ -143,6 +143,7 @@ pub async fn serve(
         .layer(AuthLayer::new(edge.authenticator))
         .layer(RateLimitLayer::new(edge.rate_limits))
         .layer(LoadShedLayer::new(config.max_concurrent_calls()))
+        .layer(ReceivedMessageLayer::new(max_request))
         .into_inner();
     let mut builder = Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)

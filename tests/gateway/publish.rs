@@ -37,6 +37,9 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
         ("publish::bad_input_is_refused_and_nothing_stored", |env| {
             Box::pin(bad_input(env))
         }),
+        ("publish::requests_over_the_size_limit_are_refused", |env| {
+            Box::pin(size_limit(env))
+        }),
         ("publish::partition_changes_are_followed", |env| {
             Box::pin(partition_changes(env))
         }),
@@ -490,6 +493,67 @@ async fn bad_input(env: Env) {
             "nothing stored"
         );
     }
+}
+
+/// `--max-request-bytes` holds for the batched publish (whose body the
+/// gateway reads itself) as for every other call (decoded by tonic).
+async fn size_limit(env: Env) {
+    let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
+    config.max_request_bytes = 64 * 1024;
+    let gateway = TestGateway::start_with(config).await;
+    gateway
+        .wait_for_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    let batch = |count: usize| proto::PublishBatchRequest {
+        stream: name(&stream),
+        topic: name(&topic),
+        partitioning: partition(0),
+        messages: (0..count)
+            .map(|index| BatchMessage {
+                message: message(&format!("{index:04}{}", "x".repeat(1020))),
+                partitioning: None,
+            })
+            .collect(),
+    };
+    let mut client = gateway.messaging();
+    let refused = expect_code(client.publish_batch(batch(100)).await, Code::OutOfRange);
+    assert!(refused.message().contains("65536 bytes"), "{refused:?}");
+    let refused = expect_code(
+        client
+            .publish(proto::PublishRequest {
+                stream: name(&stream),
+                topic: name(&topic),
+                partitioning: partition(0),
+                message: message(&"x".repeat(100 * 1024)),
+            })
+            .await,
+        Code::OutOfRange,
+    );
+    assert!(refused.message().contains("65536"), "{refused:?}");
+    assert!(stored(&iggy, &stream, &topic, 0).await.is_empty());
+
+    // Under the limit the batch is stored whole, each payload intact.
+    let accepted = batch(50);
+    let sent: Vec<Bytes> = accepted
+        .messages
+        .iter()
+        .filter_map(|entry| entry.message.as_ref().map(|m| m.payload.clone()))
+        .collect();
+    client
+        .publish_batch(accepted)
+        .await
+        .expect("under the limit");
+    let payloads: Vec<Bytes> = stored(&iggy, &stream, &topic, 0)
+        .await
+        .into_iter()
+        .map(|message| message.payload)
+        .collect();
+    assert_eq!(payloads, sent);
 }
 
 async fn partition_changes(env: Env) {
