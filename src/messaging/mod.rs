@@ -153,27 +153,25 @@ impl Messaging {
             &Route::Balanced,
         )?;
         let messages = FieldPath::root("messages");
-        let entries = request
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                let field = messages.index(index);
-                Ok(Entry {
-                    route: Route::parse(
-                        &field.field("partitioning"),
-                        entry.partitioning.as_ref(),
-                        &default_route,
-                    )?,
-                    outgoing: publish::build(
-                        &field.field("message"),
-                        entry.message,
-                        &self.limits,
-                        caller.stamp(),
-                    )?,
-                })
-            })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
+        // Collected into a fresh vector: an in-place collect reuses the
+        // request's allocation and then reallocates it, moving every entry.
+        let mut entries = Vec::with_capacity(request.messages.len());
+        for (index, entry) in request.messages.into_iter().enumerate() {
+            let field = messages.index(index);
+            entries.push(Entry {
+                route: Route::parse(
+                    &field.field("partitioning"),
+                    entry.partitioning.as_ref(),
+                    &default_route,
+                )?,
+                outgoing: publish::build(
+                    &field.field("message"),
+                    entry.message,
+                    &self.limits,
+                    caller.stamp(),
+                )?,
+            });
+        }
         let results = self
             .send(&caller, deadline, &stream, &topic, entries)
             .await?;

@@ -48,6 +48,37 @@ struct Group {
     messages: Vec<IggyMessage>,
 }
 
+impl Group {
+    fn with_capacity(partition: u32, size: usize) -> Self {
+        Self {
+            partition,
+            indices: Vec::with_capacity(size),
+            routes: Vec::with_capacity(size),
+            ids: Vec::with_capacity(size),
+            messages: Vec::with_capacity(size),
+        }
+    }
+
+    /// All `entries` (at `positions` in the request), for `partition`.
+    fn of(partition: u32, entries: Vec<Entry>, positions: Vec<usize>) -> Self {
+        let mut group = Self::with_capacity(partition, entries.len());
+        group.indices = positions;
+        for Entry { route, outgoing } in entries {
+            group.routes.push(route);
+            group.ids.push(outgoing.id);
+            group.messages.push(outgoing.message);
+        }
+        group
+    }
+
+    fn push(&mut self, index: usize, Entry { route, outgoing }: Entry) {
+        self.indices.push(index);
+        self.routes.push(route);
+        self.ids.push(outgoing.id);
+        self.messages.push(outgoing.message);
+    }
+}
+
 /// What one group's send produced; the messages come back so that a send
 /// Iggy refused can be routed again.
 struct Sent {
@@ -256,6 +287,12 @@ fn group_by_partition(
             _ => router.partition(stream, topic, route, count),
         })
         .collect();
+    if let Some(&first) = partitions.first()
+        && partitions.iter().all(|&partition| partition == first)
+    {
+        // The usual batch: one partition, so one group in request order.
+        return vec![Group::of(first, entries, positions)];
+    }
     // Sized up front: a group's vectors never grow (and move every message
     // again) while a 1,000-message batch is sorted into them.
     let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
@@ -264,25 +301,13 @@ fn group_by_partition(
     }
     let mut groups: BTreeMap<u32, Group> = sizes
         .into_iter()
-        .map(|(partition, size)| {
-            let group = Group {
-                partition,
-                indices: Vec::with_capacity(size),
-                routes: Vec::with_capacity(size),
-                ids: Vec::with_capacity(size),
-                messages: Vec::with_capacity(size),
-            };
-            (partition, group)
-        })
+        .map(|(partition, size)| (partition, Group::with_capacity(partition, size)))
         .collect();
     for ((entry, index), partition) in entries.into_iter().zip(positions).zip(partitions) {
         let Some(group) = groups.get_mut(&partition) else {
             continue; // every partition was counted above
         };
-        group.indices.push(index);
-        group.routes.push(entry.route);
-        group.ids.push(entry.outgoing.id);
-        group.messages.push(entry.outgoing.message);
+        group.push(index, entry);
     }
     groups.into_values().collect()
 }
@@ -382,5 +407,30 @@ mod tests {
         let mut all: Vec<usize> = groups.iter().flat_map(|g| g.indices.clone()).collect();
         all.sort_unstable();
         assert_eq!(all, positions, "each entry keeps its place in the request");
+    }
+
+    #[test]
+    fn a_batch_for_one_partition_is_one_group_in_request_order() {
+        let router = PartitionRouter::new(Duration::from_secs(1));
+        let stream = Identifier::named("s").expect("id");
+        let topic = Identifier::named("t").expect("id");
+        let entries: Vec<Entry> = (0..10)
+            .map(|index| entry(index, Route::Partition(2)))
+            .collect();
+        let payloads: Vec<Bytes> = entries
+            .iter()
+            .map(|entry| entry.outgoing.message.payload.clone())
+            .collect();
+        let positions: Vec<usize> = (0..10).map(|index| 3 * index).collect();
+        let groups = group_by_partition(&router, &stream, &topic, entries, positions.clone(), 5);
+        let [group] = groups.as_slice() else {
+            panic!("expected one group, got {}", groups.len());
+        };
+        assert_eq!(group.partition, 2);
+        assert_eq!(group.indices, positions);
+        let grouped: Vec<Bytes> = group.messages.iter().map(|m| m.payload.clone()).collect();
+        assert_eq!(grouped, payloads, "request order kept");
+        assert_eq!(group.ids.len(), 10);
+        assert_eq!(group.routes.len(), 10);
     }
 }
