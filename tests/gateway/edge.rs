@@ -132,8 +132,7 @@ async fn keys_and_scopes(env: Env) {
          reader:{READER_SECRET}:subscribe;\
          ops:ops-secret-0123456789:admin:{stream}"
     );
-    let gateway = TestGateway::start_with(config_with_keys(&env, keys)).await;
-    gateway.wait_for_health("", ServingStatus::Serving).await;
+    let gateway = TestGateway::start_ready_with(config_with_keys(&env, keys)).await;
     let mut messaging = gateway.messaging();
     let mut admin = gateway.admin();
 
@@ -277,8 +276,7 @@ async fn rate_limits(env: Env) {
     config.rate_limit_request_burst = Some(3);
     config.rate_limit_messages = 1;
     config.rate_limit_message_burst = Some(10);
-    let gateway = TestGateway::start_with(config).await;
-    gateway.wait_for_health("", ServingStatus::Serving).await;
+    let gateway = TestGateway::start_ready_with(config).await;
     let mut messaging = gateway.messaging();
 
     // Messages: a batch costs its size; one larger than the burst can never pass.
@@ -553,8 +551,7 @@ async fn load_shedding(env: Env) {
     let mut config = Config::for_connection_string(&env.iggy.connection_string);
     config.pool_size = 2;
     config.max_concurrent_calls = 1;
-    let gateway = TestGateway::start_with(config).await;
-    gateway.wait_for_health("", ServingStatus::Serving).await;
+    let gateway = TestGateway::start_ready_with(config).await;
 
     // Hold one call open: its headers are sent, its body never ends, so it
     // keeps the only slot while the handler waits for the request message.

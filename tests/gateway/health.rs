@@ -62,8 +62,7 @@ async fn crash_and_restart(env: Env) {
     // can only come from the stale fallback.
     let mut config = Config::for_connection_string(iggy.connection_string());
     config.stats_ttl = Duration::ZERO;
-    let gateway = TestGateway::start_with(config).await;
-    gateway.wait_for_health("", ServingStatus::Serving).await;
+    let gateway = TestGateway::start_ready_with(config).await;
     let mut admin = gateway.admin();
     let stream = env.unique("stream");
     admin

@@ -329,13 +329,7 @@ async fn bad_input(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
     config.max_payload_bytes = 1024;
     config.max_batch_messages = 5;
-    let gateway = TestGateway::start_with(config).await;
-    gateway
-        .wait_for_health(
-            "",
-            tonic_health::pb::health_check_response::ServingStatus::Serving,
-        )
-        .await;
+    let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 2).await;
     let mut messaging = gateway.messaging();
     let publish = |message: Option<proto::Message>, partitioning: Option<proto::Partitioning>| {
@@ -500,13 +494,7 @@ async fn bad_input(env: Env) {
 async fn size_limit(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
     config.max_request_bytes = 64 * 1024;
-    let gateway = TestGateway::start_with(config).await;
-    gateway
-        .wait_for_health(
-            "",
-            tonic_health::pb::health_check_response::ServingStatus::Serving,
-        )
-        .await;
+    let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let batch = |count: usize| proto::PublishBatchRequest {

@@ -16,7 +16,6 @@ use iggy_grpc::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use tonic::{Code, transport::Channel};
-use tonic_health::pb::health_check_response::ServingStatus;
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
@@ -638,8 +637,7 @@ async fn groups(env: Env) {
 async fn cancel(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
     config.max_subscriptions = 1;
-    let gateway = TestGateway::start_with(config).await;
-    gateway.wait_for_health("", ServingStatus::Serving).await;
+    let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     let group_name = env.unique("group");
     let mut join = request(&stream, &topic, group(&group_name));

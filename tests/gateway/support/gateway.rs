@@ -72,6 +72,13 @@ impl TestGateway {
         gateway
     }
 
+    /// Starts a gateway with `config` and waits until its health is SERVING.
+    pub async fn start_ready_with(config: Config) -> Self {
+        let gateway = Self::start_with(config).await;
+        gateway.wait_for_health("", ServingStatus::Serving).await;
+        gateway
+    }
+
     pub fn admin(&self) -> AdminServiceClient<Channel> {
         AdminServiceClient::new(self.channel.clone())
     }
