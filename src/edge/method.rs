@@ -57,7 +57,8 @@ pub fn is_health(path: &str) -> bool {
 
 /// Whether `path` is a method whose handler decodes its message from the
 /// received bytes (see `layers::ReceivedMessageLayer`): the batched publish,
-/// whose payloads are worth not copying.
+/// whose payloads are worth not copying. Such a handler must call
+/// `layers::decode_received`, or it sees an empty message.
 pub fn decodes_received_bytes(path: &str) -> bool {
     path.strip_prefix(MESSAGING) == Some("PublishBatch")
 }
