@@ -154,9 +154,8 @@ pub fn decode_received<T: Message + Default>(
     mut request: tonic::Request<T>,
 ) -> Result<tonic::Request<T>, Status> {
     if let Some(ReceivedMessage(bytes)) = request.extensions_mut().remove::<ReceivedMessage>() {
-        *request.get_mut() = T::decode(bytes).map_err(|error| {
-            Status::internal(format!("failed to decode Protobuf message: {error}"))
-        })?;
+        *request.get_mut() =
+            T::decode(bytes).map_err(|error| Status::internal(error.to_string()))?;
     }
     Ok(request)
 }
@@ -343,6 +342,10 @@ mod tests {
             .insert(ReceivedMessage(Bytes::from_static(&[0x0a, 0x05, 0x01])));
         let status = decode_received(request).expect_err("malformed");
         assert_eq!(status.code(), Code::Internal);
+        let tonic_says = proto::PublishBatchRequest::decode(&[0x0a, 0x05, 0x01][..])
+            .expect_err("malformed")
+            .to_string();
+        assert_eq!(status.message(), tonic_says, "worded as tonic words it");
     }
 
     #[test]

@@ -61,8 +61,14 @@ impl Group {
 
     /// All `entries` (at `positions` in the request), for `partition`.
     fn of(partition: u32, entries: Vec<Entry>, positions: Vec<usize>) -> Self {
-        let mut group = Self::with_capacity(partition, entries.len());
-        group.indices = positions;
+        let size = entries.len();
+        let mut group = Self {
+            partition,
+            indices: positions,
+            routes: Vec::with_capacity(size),
+            ids: Vec::with_capacity(size),
+            messages: Vec::with_capacity(size),
+        };
         for Entry { route, outgoing } in entries {
             group.routes.push(route);
             group.ids.push(outgoing.id);
