@@ -15,9 +15,9 @@
 //! its own errors.
 
 use crate::edge::method;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use prost::Message;
 use std::task::{Context, Poll};
 use tonic::{Status, body::Body, codegen::http};
@@ -109,35 +109,23 @@ where
     }
 }
 
-/// The whole body, in one piece (no copy when it came in one frame).
-async fn read_whole(mut body: Body, limit: usize) -> Result<Bytes, Status> {
-    let mut chunks = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        // Request trailers carry nothing for a unary gRPC call; the empty
-        // DATA frame that often ends the stream carries nothing either.
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        total += data.len();
-        if total > limit.saturating_add(PREFIX_BYTES) {
-            return Err(Status::out_of_range(format!(
-                "the request message is over the limit of {limit} bytes"
-            )));
-        }
-        chunks.push(data);
+/// The whole body, in one piece: no copy when it came in one frame (the
+/// empty DATA frame that often ends the stream adds nothing; request trailers
+/// carry nothing for a unary gRPC call).
+async fn read_whole(body: Body, limit: usize) -> Result<Bytes, Status> {
+    match Limited::new(body, limit.saturating_add(PREFIX_BYTES))
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(Status::out_of_range(format!(
+            "the request message is over the limit of {limit} bytes"
+        ))),
+        Err(error) => Err(match error.downcast::<Status>() {
+            Ok(status) => *status,
+            Err(other) => Status::from_error(other),
+        }),
     }
-    if chunks.len() == 1 {
-        return Ok(chunks.pop().unwrap_or_default());
-    }
-    let mut whole = BytesMut::with_capacity(total);
-    for chunk in chunks {
-        whole.extend_from_slice(&chunk);
-    }
-    Ok(whole.freeze())
 }
 
 /// The message of a body holding exactly one uncompressed gRPC message.
