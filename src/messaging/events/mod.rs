@@ -7,7 +7,7 @@
 mod json;
 mod money;
 
-use super::publish::{Outgoing, PublishLimits, Route, Stamp, iggy_message, message_id};
+use super::publish::{Outgoing, PublishLimits, Route, Stamp, message_id};
 use crate::{
     error::GatewayError,
     messaging::headers::MAX_HEADER_FIELD_BYTES,
@@ -122,10 +122,7 @@ pub fn build(
     }
     crate::messaging::headers::add_traceparent(&mut headers, stamp.traceparent);
     Ok(EventMessage {
-        outgoing: Outgoing {
-            id: id.hyphenated().to_string(),
-            message: iggy_message(id.as_u128(), payload, Some(&headers), stamp.accepted_at),
-        },
+        outgoing: Outgoing::new(id, payload, Some(&headers), stamp.accepted_at),
         default_route: aggregate.map_or(Route::Balanced, |key| Route::Key(Bytes::from(key))),
     })
 }

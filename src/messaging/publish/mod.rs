@@ -5,7 +5,7 @@
 mod outgoing;
 mod route;
 
-pub use outgoing::{Outgoing, PublishLimits, Stamp, build, iggy_message, message_id};
+pub use outgoing::{Outgoing, PublishLimits, Stamp, build, message_id};
 pub use route::{PartitionRouter, Route, key_partition};
 
 use crate::{
@@ -69,16 +69,19 @@ impl Group {
             ids: Vec::with_capacity(size),
             messages: Vec::with_capacity(size),
         };
-        for Entry { route, outgoing } in entries {
-            group.routes.push(route);
-            group.ids.push(outgoing.id);
-            group.messages.push(outgoing.message);
+        for entry in entries {
+            group.add(entry);
         }
         group
     }
 
-    fn push(&mut self, index: usize, Entry { route, outgoing }: Entry) {
+    /// Adds `entry`, found at `index` in the request.
+    fn push(&mut self, index: usize, entry: Entry) {
         self.indices.push(index);
+        self.add(entry);
+    }
+
+    fn add(&mut self, Entry { route, outgoing }: Entry) {
         self.routes.push(route);
         self.ids.push(outgoing.id);
         self.messages.push(outgoing.message);

@@ -86,18 +86,31 @@ pub fn build(
     if stamp.traceparent.is_some() {
         headers::add_traceparent(user_headers.get_or_insert_default(), stamp.traceparent);
     }
-    Ok(Outgoing {
-        id: id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .to_owned(),
-        message: iggy_message(
-            id.as_u128(),
-            message.payload,
-            user_headers.as_ref(),
-            stamp.accepted_at,
-        ),
-    })
+    Ok(Outgoing::new(
+        id,
+        message.payload,
+        user_headers.as_ref(),
+        stamp.accepted_at,
+    ))
+}
+
+impl Outgoing {
+    /// The message with id `id`, told to the client in canonical form.
+    /// Callers have checked the payload and headers (see [`iggy_message`]).
+    pub fn new(
+        id: Uuid,
+        payload: Bytes,
+        user_headers: Option<&BTreeMap<HeaderKey, HeaderValue>>,
+        origin_timestamp: u64,
+    ) -> Self {
+        Self {
+            id: id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .to_owned(),
+            message: iggy_message(id.as_u128(), payload, user_headers, origin_timestamp),
+        }
+    }
 }
 
 /// The Iggy message, its header filled in here rather than by
@@ -105,7 +118,7 @@ pub fn build(
 /// 1,000-message batch read it 1,000 times). Callers have checked the payload
 /// (1 byte up to the publish limit) and the headers against limits within
 /// Iggy's own.
-pub fn iggy_message(
+fn iggy_message(
     id: u128,
     payload: Bytes,
     user_headers: Option<&BTreeMap<HeaderKey, HeaderValue>>,
