@@ -11,6 +11,7 @@ use iggy_grpc::{
     },
 };
 use std::{
+    io::IsTerminal,
     net::{Ipv4Addr, SocketAddr},
     process::ExitCode,
     time::Duration,
@@ -74,10 +75,16 @@ fn main() -> ExitCode {
 const DEFAULT_LOG_FILTER: &str =
     "info,iggy=warn,iggy_grpc=info,iggy::tcp::tcp_client=off,iggy::clients::client=off";
 
+/// Text logs are coloured only on a terminal (and without `NO_COLOR`): a
+/// pipe or file to a log collector gets plain lines, with no escape codes.
 fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -1,7 +1,11 @@
 //! The binary's configuration errors and exit codes (no Iggy needed).
 
 use libtest_mimic::{Failed, Trial};
-use std::{net::TcpListener, process::Command};
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Command, Stdio},
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iggy-grpc");
 
@@ -21,6 +25,10 @@ pub fn tests() -> Vec<Trial> {
         Trial::test("cli::bad_api_keys_exit_78_naming_the_entry", bad_api_keys),
         Trial::test("cli::unusable_tls_files_exit_78", bad_tls_files),
         Trial::test("cli::metrics_address_in_use_exits_69", metrics_in_use),
+        Trial::test(
+            "cli::text_logs_to_a_pipe_have_no_colour_codes",
+            plain_text_logs,
+        ),
     ]
 }
 
@@ -163,5 +171,33 @@ fn metrics_in_use() -> Result<(), Failed> {
     assert_eq!(output.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&address), "{stderr}");
+    Ok(())
+}
+
+fn plain_text_logs() -> Result<(), Failed> {
+    // No Iggy listens on the port the listener just gave back: the gateway
+    // still logs that it listens, then keeps retrying its pool.
+    let unused = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--iggy-url", &format!("iggy://iggy:iggy@{unused}")])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("listening"));
+    child.kill()?;
+    child.wait()?;
+    let line = line.ok_or("the gateway never logged that it listens")?;
+    assert!(
+        !line.contains('\u{1b}'),
+        "a log line written to a pipe carries escape codes: {line:?}"
+    );
+    assert!(line.contains("INFO"), "{line}");
     Ok(())
 }
