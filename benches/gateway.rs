@@ -1,7 +1,9 @@
 //! `cargo bench --bench gateway`: the gateway's cost over talking to Iggy
 //! directly, measured side by side in one run against one Iggy server:
 //! (a) the Iggy SDK over TCP, (b) the gateway with a tonic client, (c) Iggy's
-//! HTTP API through the SDK's HTTP transport. Also the subscription figures:
+//! HTTP API through the SDK's HTTP transport. Beside the single-publish
+//! latency, a health check through the gateway times the gRPC hop alone (no
+//! Iggy call in it). Also the subscription figures:
 //! publish-to-deliver latency, the poll rate of an idle subscription, and
 //! memory while a subscriber reads 1,000x slower than the publisher.
 //!
@@ -651,6 +653,26 @@ async fn run() {
         })
         .await;
         rows.push(latency_row("single publish", "gateway", achieved, &lat));
+        // The gRPC hop alone: a health check the gateway answers without Iggy.
+        let health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
+        let (achieved, lat) = single_latency(seconds, rate, || {
+            let mut client = health.clone();
+            async move {
+                client
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .expect("check");
+            }
+        })
+        .await;
+        rows.push(latency_row(
+            "health check (no Iggy)",
+            "gateway",
+            achieved,
+            &lat,
+        ));
         let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
         rows.push(latency_row("single publish", "http", achieved, &lat));
     }
@@ -881,6 +903,14 @@ async fn run() {
         println!(
             "single publish p50: gateway - direct = {:+.3} ms",
             (gw.as_secs_f64() - direct.as_secs_f64()) * 1e3
+        );
+    }
+    if let Some((hop, ..)) =
+        find_row(&rows, "health check (no Iggy)", "gateway").and_then(|r| r.latency)
+    {
+        println!(
+            "the gRPC hop alone (client -> gateway -> client, no Iggy call): p50 {:.3} ms",
+            hop.as_secs_f64() * 1e3
         );
     }
     for workload in ["batched publish", "subscribe read"] {
