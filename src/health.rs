@@ -12,12 +12,13 @@ pub const SERVICES: [&str; 2] = [
     "iggy.gateway.v1.AdminService",
 ];
 
-/// Sets every reported service to `status`.
+/// Sets every reported service to `status`. The overall "" entry changes
+/// last, so whoever sees it change finds the services already changed.
 pub async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
     for service in SERVICES {
         reporter.set_service_status(service, status).await;
     }
+    reporter.set_service_status("", status).await;
 }
 
 /// Follows the pool status and the shutdown flag until shutdown, updating
