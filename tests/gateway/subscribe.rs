@@ -62,6 +62,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             "subscribe::a_purged_topic_does_not_hide_new_messages",
             |env| Box::pin(purged(env)),
         ),
+        (
+            "subscribe::acks_of_purged_messages_succeed_and_free_room",
+            |env| Box::pin(purged_manual(env)),
+        ),
     ]
 }
 
@@ -899,15 +903,17 @@ async fn purged(env: Env) {
     let gateway = env.gateway().await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     fill(&gateway, &stream, &topic, 1, 5, "old").await;
+    let reader = env.unique("r");
     let mut subscription = Subscription::open(
         &mut gateway.messaging(),
-        request(&stream, &topic, named(&env.unique("r"))),
+        request(&stream, &topic, named(&reader)),
     )
     .await
     .expect("subscribe");
     assert_eq!(subscription.take(5).await.len(), 5);
-    gateway
-        .admin()
+    let mut admin = gateway.admin();
+    until_stored(&mut admin, &stream, &topic, named(&reader), 0, 4).await;
+    admin
         .purge_topic(proto::PurgeTopicRequest {
             stream: name(&stream),
             topic: name(&topic),
@@ -919,4 +925,54 @@ async fn purged(env: Env) {
     // continues with what was stored after its last delivery.
     let got = subscription.take(3).await;
     assert_eq!(payloads(&got), vec!["new-0-0", "new-0-1", "new-0-2"]);
+    // The offset stored before the purge does not stop the new ones from
+    // being stored.
+    until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
+}
+
+/// Acknowledging messages that a purge removed since their delivery
+/// succeeds (nothing is left to store) and frees their flow-control room;
+/// Iggy refuses the offset itself, which must not end the subscription.
+async fn purged_manual(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    fill(&gateway, &stream, &topic, 1, 5, "old").await;
+    let reader = env.unique("r");
+    let mut manual = request(&stream, &topic, named(&reader));
+    manual.ack_mode = AckMode::Manual as i32;
+    manual.flow_control = Some(FlowControl {
+        max_in_flight_messages: 5,
+        max_in_flight_bytes: 0,
+    });
+    let mut messaging = gateway.messaging();
+    let mut subscription = Subscription::open(&mut messaging, manual)
+        .await
+        .expect("subscribe");
+    // Five in flight: delivery is paused, so the subscription cannot have
+    // seen the purge by the time the Ack arrives.
+    assert_eq!(subscription.take(5).await.len(), 5);
+    let mut admin = gateway.admin();
+    admin
+        .purge_topic(proto::PurgeTopicRequest {
+            stream: name(&stream),
+            topic: name(&topic),
+        })
+        .await
+        .expect("purge");
+    let id = subscription.id.clone();
+    let ack = |offset: u64| proto::AckRequest {
+        subscription_id: id.clone(),
+        partition_id: 0,
+        offset,
+        ..Default::default()
+    };
+    messaging
+        .ack(ack(4))
+        .await
+        .expect("an ack of purged messages succeeds");
+    fill(&gateway, &stream, &topic, 1, 3, "new").await;
+    let got = subscription.take(3).await;
+    assert_eq!(payloads(&got), vec!["new-0-0", "new-0-1", "new-0-2"]);
+    messaging.ack(ack(2)).await.expect("ack the new ones");
+    until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
 }

@@ -278,6 +278,13 @@ fn is_group_missing(error: &IggyError) -> bool {
     )
 }
 
+/// True when Iggy refused to store an offset its partition no longer
+/// reaches: the log was truncated under the subscription (topic purged, or
+/// unflushed messages lost in a crash), so the messages it covers are gone.
+pub fn is_past_log_end(error: &IggyError) -> bool {
+    matches!(E::from(error), E::InvalidOffset)
+}
+
 /// True when the member's view of its partitions is out of date.
 pub fn is_assignment_stale(error: &IggyError) -> bool {
     matches!(

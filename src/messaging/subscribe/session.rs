@@ -5,7 +5,7 @@
 use super::{
     in_flight::InFlight,
     read_ahead::ReadAhead,
-    reader::{ReadFrom, Reader, is_assignment_stale},
+    reader::{ReadFrom, Reader, is_assignment_stale, is_past_log_end},
     spec::{AckMode, Spec, Start, SubscribeLimits},
     token::{self, Positions},
 };
@@ -427,7 +427,11 @@ impl Session {
                     "position past the end of the log (purged, or lost in an Iggy crash); continuing after the last delivered message's time"
                 );
                 self.from.insert(partition, resume);
+                // What was delivered of the old log is gone: it can be
+                // neither stored nor acknowledged, and holds no room.
                 self.delivered.remove(&partition);
+                self.committed.remove(&partition);
+                self.in_flight.forget(partition);
             }
             _ => {}
         }
@@ -494,6 +498,19 @@ impl Session {
             // The partition moved to another member: its offset is theirs now.
             Err(error) if is_assignment_stale(&error) => {
                 self.refresh_at = Instant::now();
+                Ok(())
+            }
+            // The log was truncated since the delivery: the messages are gone
+            // and nothing is left to store. Storing a lower offset instead
+            // would mark new, undelivered messages as consumed.
+            Err(error) if is_past_log_end(&error) => {
+                warn!(
+                    subscription = %self.id,
+                    partition,
+                    offset,
+                    "offset not stored: the log no longer reaches it (purged, or lost in an Iggy crash)"
+                );
+                self.committed.remove(&partition);
                 Ok(())
             }
             Err(error) => Err(error.into()),
