@@ -5,6 +5,7 @@ mod convert;
 mod groups;
 mod offsets;
 mod partitions;
+mod purge;
 mod streams;
 mod system;
 mod topics;

@@ -1,6 +1,7 @@
 //! Stream administration: create, get, list, rename, delete, purge.
 
 use super::convert;
+use super::purge::{self, PartitionRef};
 use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::{StreamClient, StreamUpdateOptions};
@@ -72,7 +73,22 @@ pub async fn purge(
     request: proto::PurgeStreamRequest,
 ) -> Result<proto::PurgeStreamResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let lookup = stream.clone();
+    let details = pool
+        .call(move |client| async move { client.get_stream(&lookup).await })
+        .await?
+        .ok_or_else(|| not_found::stream(&stream))?;
+    let mut partitions = Vec::new();
+    for topic in &details.topics {
+        partitions.extend(PartitionRef::all_of(
+            &stream,
+            topic.id,
+            topic.partitions_count,
+        )?);
+    }
+    let oldest = purge::oldest_messages(pool, partitions).await?;
     pool.call(move |client| async move { client.purge_stream(&stream).await })
         .await?;
+    purge::wait_until_landed(pool, oldest).await?;
     Ok(proto::PurgeStreamResponse {})
 }

@@ -2,6 +2,7 @@
 //! compression), get, list, update, delete, purge.
 
 use super::convert::{self, TopicSettings};
+use super::purge::{self, PartitionRef};
 use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
 use iggy::prelude::{IggyError, TopicClient, TopicCreateOptions, TopicUpdateOptions};
@@ -129,7 +130,15 @@ pub async fn purge(
 ) -> Result<proto::PurgeTopicResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
+    let (lookup_stream, lookup_topic) = (stream.clone(), topic.clone());
+    let details = pool
+        .call(move |client| async move { client.get_topic(&lookup_stream, &lookup_topic).await })
+        .await?
+        .ok_or_else(|| not_found::topic(&stream, &topic))?;
+    let partitions = PartitionRef::all_of(&stream, details.id, details.partitions_count)?;
+    let oldest = purge::oldest_messages(pool, partitions).await?;
     pool.call(move |client| async move { client.purge_topic(&stream, &topic).await })
         .await?;
+    purge::wait_until_landed(pool, oldest).await?;
     Ok(proto::PurgeTopicResponse {})
 }

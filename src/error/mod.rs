@@ -129,6 +129,19 @@ pub enum GatewayError {
         /// The configured limit.
         limit: usize,
     },
+    /// Iggy committed a purge but had not emptied every partition in time:
+    /// messages published before it lands would be wiped with it.
+    #[error(
+        "Iggy accepted the purge but {partitions} partition(s) still held their old messages after {}s; \
+         retry the purge before publishing to them",
+        .waited.as_secs()
+    )]
+    PurgePending {
+        /// How long the gateway waited.
+        waited: Duration,
+        /// Partitions not yet emptied.
+        partitions: usize,
+    },
     /// A fault inside the gateway; a bug if it is ever seen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -163,7 +176,7 @@ impl GatewayError {
             Self::SubscriptionNotFound(_) => Code::NotFound,
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::TooManySubscriptions { .. } => Code::ResourceExhausted,
-            Self::ShuttingDown => Code::Unavailable,
+            Self::ShuttingDown | Self::PurgePending { .. } => Code::Unavailable,
             Self::Unauthenticated { .. } | Self::LockedOut { .. } => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::RateLimited { .. } | Self::OverRateBurst { .. } | Self::Overloaded { .. } => {
@@ -185,6 +198,7 @@ impl GatewayError {
             Self::FailedPrecondition { reason, .. } => (*reason).into(),
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
             Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
+            Self::PurgePending { .. } => "PURGE_PENDING".into(),
             Self::Unauthenticated { reason, .. } | Self::PermissionDenied { reason, .. } => {
                 (*reason).into()
             }
@@ -238,6 +252,7 @@ impl GatewayError {
             Self::IggyUnavailable
             | Self::OutcomeUnknown { .. }
             | Self::ShuttingDown
+            | Self::PurgePending { .. }
             | Self::TooManySubscriptions { .. } => Some(UNAVAILABLE_RETRY_AFTER),
             Self::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
             Self::InvalidArgument { .. }
@@ -321,6 +336,18 @@ mod tests {
             info.metadata.get("iggy_code").map(String::as_str),
             Some("1010")
         );
+    }
+
+    #[test]
+    fn a_purge_that_has_not_landed_asks_for_a_retry() {
+        let pending = GatewayError::PurgePending {
+            waited: Duration::from_secs(10),
+            partitions: 2,
+        };
+        assert_eq!(pending.code(), Code::Unavailable);
+        assert_eq!(pending.reason(), "PURGE_PENDING");
+        assert!(pending.retry_after().is_some());
+        assert!(pending.to_string().contains("2 partition(s)"));
     }
 
     #[test]

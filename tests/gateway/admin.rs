@@ -1,11 +1,16 @@
 //! AdminService against a real Iggy: every call's success path, and the codes
 //! of its failures.
 
-use crate::support::{
-    Env, TestBody, bad_request_field, by_name, error_reason, expect_code, new_topic, sdk_client,
+use crate::{
+    subscribe::fill,
+    support::{
+        Env, TestBody, bad_request_field, by_name, error_reason, expect_code, new_topic, sdk_client,
+    },
 };
 use bytes::Bytes;
-use iggy::prelude::{IggyMessage, MessageClient, Partitioning};
+use iggy::prelude::{
+    Consumer, Identifier, IggyMessage, MessageClient, Partitioning, PollingStrategy,
+};
 use iggy_grpc::proto::{
     self, Compression, ResourceId, consumer, max_topic_size, message_expiry, resource_id,
 };
@@ -22,6 +27,9 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             Box::pin(topic_lifecycle(env))
         }),
         ("admin::topic_errors", |env| Box::pin(topic_errors(env))),
+        ("admin::a_purge_has_landed_when_it_answers", |env| {
+            Box::pin(purge_lands(env))
+        }),
         ("admin::partitions_add_and_remove", |env| {
             Box::pin(partitions(env))
         }),
@@ -852,4 +860,68 @@ async fn stats_and_ping(env: Env) {
         .expect("latency");
     let latency = Duration::try_from(latency).expect("non-negative");
     assert!(latency < Duration::from_secs(5));
+}
+
+/// iggy-server 0.9 empties a purged partition some time after answering the
+/// purge, wiping whatever was published in between. Through the gateway a
+/// purge answers only once it has landed, so messages published next are
+/// the partition's first (offsets from 0) and survive. Several rounds, as
+/// the server's lag varies from one purge to the next.
+async fn purge_lands(env: Env) {
+    let (stream, topic, gateway) = create_stream_and_topic(&env, 2).await;
+    let mut admin = gateway.admin();
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    let (stream_id, topic_id) = (
+        Identifier::named(&stream).expect("id"),
+        Identifier::named(&topic).expect("id"),
+    );
+    let reader = Consumer::new(Identifier::named("purge-check").expect("id"));
+    for round in 0..20 {
+        fill(&gateway, &stream, &topic, 2, 5, "old").await;
+        if round % 2 == 0 {
+            admin
+                .purge_topic(proto::PurgeTopicRequest {
+                    stream: by_name(&stream),
+                    topic: by_name(&topic),
+                })
+                .await
+                .expect("purge topic");
+        } else {
+            admin
+                .purge_stream(proto::PurgeStreamRequest {
+                    stream: by_name(&stream),
+                })
+                .await
+                .expect("purge stream");
+        }
+        fill(&gateway, &stream, &topic, 2, 3, "new").await;
+        for partition in 0..2 {
+            let polled = iggy
+                .poll_messages(
+                    &stream_id,
+                    &topic_id,
+                    Some(partition),
+                    &reader,
+                    &PollingStrategy::offset(0),
+                    10,
+                    false,
+                )
+                .await
+                .expect("poll");
+            let kept: Vec<(u64, String)> = polled
+                .messages
+                .iter()
+                .map(|m| {
+                    (
+                        m.header.offset,
+                        String::from_utf8_lossy(&m.payload).into_owned(),
+                    )
+                })
+                .collect();
+            let expected: Vec<(u64, String)> = (0..3)
+                .map(|i| (i, format!("new-{partition}-{i}")))
+                .collect();
+            assert_eq!(kept, expected, "round {round}, partition {partition}");
+        }
+    }
 }
