@@ -913,13 +913,7 @@ async fn purged(env: Env) {
     assert_eq!(subscription.take(5).await.len(), 5);
     let mut admin = gateway.admin();
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 4).await;
-    admin
-        .purge_topic(proto::PurgeTopicRequest {
-            stream: name(&stream),
-            topic: name(&topic),
-        })
-        .await
-        .expect("purge");
+    purge(&mut admin, &stream, &topic).await;
     fill(&gateway, &stream, &topic, 1, 3, "new").await;
     // The log restarts at offset 0, behind the subscription's position: it
     // continues with what was stored after its last delivery.
@@ -928,6 +922,16 @@ async fn purged(env: Env) {
     // The offset stored before the purge does not stop the new ones from
     // being stored.
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
+}
+
+async fn purge(admin: &mut AdminServiceClient<Channel>, stream: &str, topic: &str) {
+    admin
+        .purge_topic(proto::PurgeTopicRequest {
+            stream: name(stream),
+            topic: name(topic),
+        })
+        .await
+        .expect("purge");
 }
 
 /// Acknowledging messages that a purge removed since their delivery
@@ -952,13 +956,7 @@ async fn purged_manual(env: Env) {
     // seen the purge by the time the Ack arrives.
     assert_eq!(subscription.take(5).await.len(), 5);
     let mut admin = gateway.admin();
-    admin
-        .purge_topic(proto::PurgeTopicRequest {
-            stream: name(&stream),
-            topic: name(&topic),
-        })
-        .await
-        .expect("purge");
+    purge(&mut admin, &stream, &topic).await;
     let id = subscription.id.clone();
     let ack = |offset: u64| proto::AckRequest {
         subscription_id: id.clone(),
