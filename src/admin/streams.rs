@@ -4,7 +4,7 @@ use super::convert;
 use super::purge::{self, PartitionRef};
 use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
-use iggy::prelude::{StreamClient, StreamUpdateOptions};
+use iggy::prelude::{Identifier, StreamClient, StreamDetails, StreamUpdateOptions};
 
 pub async fn create(
     pool: &IggyPool,
@@ -24,14 +24,18 @@ pub async fn get(
     request: proto::GetStreamRequest,
 ) -> Result<proto::GetStreamResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
-    let lookup = stream.clone();
-    let details = pool
-        .call(move |client| async move { client.get_stream(&lookup).await })
-        .await?
-        .ok_or_else(|| not_found::stream(&stream))?;
+    let details = details(pool, &stream).await?;
     Ok(proto::GetStreamResponse {
         stream: Some(convert::stream_details(&details)),
     })
+}
+
+/// The stream's details, or NOT_FOUND naming it as the request did.
+async fn details(pool: &IggyPool, stream: &Identifier) -> Result<StreamDetails, GatewayError> {
+    let lookup = stream.clone();
+    pool.call(move |client| async move { client.get_stream(&lookup).await })
+        .await?
+        .ok_or_else(|| not_found::stream(stream).into())
 }
 
 pub async fn list(pool: &IggyPool) -> Result<proto::ListStreamsResponse, GatewayError> {
@@ -73,11 +77,7 @@ pub async fn purge(
     request: proto::PurgeStreamRequest,
 ) -> Result<proto::PurgeStreamResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
-    let lookup = stream.clone();
-    let details = pool
-        .call(move |client| async move { client.get_stream(&lookup).await })
-        .await?
-        .ok_or_else(|| not_found::stream(&stream))?;
+    let details = details(pool, &stream).await?;
     let mut partitions = Vec::new();
     for topic in &details.topics {
         partitions.extend(PartitionRef::all_of(

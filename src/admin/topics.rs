@@ -5,7 +5,9 @@ use super::convert::{self, TopicSettings};
 use super::purge::{self, PartitionRef};
 use crate::error::not_found;
 use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
-use iggy::prelude::{IggyError, TopicClient, TopicCreateOptions, TopicUpdateOptions};
+use iggy::prelude::{
+    Identifier, IggyError, TopicClient, TopicCreateOptions, TopicDetails, TopicUpdateOptions,
+};
 
 pub async fn create(
     pool: &IggyPool,
@@ -49,14 +51,22 @@ pub async fn get(
 ) -> Result<proto::GetTopicResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
-    let (lookup_stream, lookup_topic) = (stream.clone(), topic.clone());
-    let details = pool
-        .call(move |client| async move { client.get_topic(&lookup_stream, &lookup_topic).await })
-        .await?
-        .ok_or_else(|| not_found::topic(&stream, &topic))?;
+    let details = details(pool, &stream, &topic).await?;
     Ok(proto::GetTopicResponse {
         topic: Some(convert::topic_details(&details)),
     })
+}
+
+/// The topic's details, or NOT_FOUND naming it as the request did.
+async fn details(
+    pool: &IggyPool,
+    stream: &Identifier,
+    topic: &Identifier,
+) -> Result<TopicDetails, GatewayError> {
+    let (lookup_stream, lookup_topic) = (stream.clone(), topic.clone());
+    pool.call(move |client| async move { client.get_topic(&lookup_stream, &lookup_topic).await })
+        .await?
+        .ok_or_else(|| not_found::topic(stream, topic).into())
 }
 
 pub async fn list(
@@ -130,11 +140,7 @@ pub async fn purge(
 ) -> Result<proto::PurgeTopicResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
-    let (lookup_stream, lookup_topic) = (stream.clone(), topic.clone());
-    let details = pool
-        .call(move |client| async move { client.get_topic(&lookup_stream, &lookup_topic).await })
-        .await?
-        .ok_or_else(|| not_found::topic(&stream, &topic))?;
+    let details = details(pool, &stream, &topic).await?;
     let partitions = PartitionRef::all_of(&stream, details.id, details.partitions_count)?;
     let oldest = purge::oldest_messages(pool, partitions).await?;
     pool.call(move |client| async move { client.purge_topic(&stream, &topic).await })
