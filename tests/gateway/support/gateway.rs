@@ -22,15 +22,21 @@ pub struct TestGateway {
     task: JoinHandle<Result<(), ServeError>>,
 }
 
+/// The gateway's settings for `iggy_url`, sized for tests: a small pool
+/// that gives up quickly, and a short shutdown grace.
+fn test_sized(iggy_url: &str) -> Config {
+    let mut config = Config::for_connection_string(iggy_url);
+    config.pool_size = 4;
+    config.pool_timeout = Duration::from_secs(2);
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
 impl TestGateway {
     /// Starts a gateway for `iggy_url` with test-sized settings; returns as
     /// soon as it accepts connections (Iggy may still be unreachable).
     pub async fn start(iggy_url: &str) -> Self {
-        let mut config = Config::for_connection_string(iggy_url);
-        config.pool_size = 4;
-        config.pool_timeout = Duration::from_secs(2);
-        config.shutdown_grace = Duration::from_secs(5);
-        Self::start_with(config).await
+        Self::start_with(test_sized(iggy_url)).await
     }
 
     /// Starts a gateway with `config`.
@@ -67,9 +73,7 @@ impl TestGateway {
 
     /// Starts a gateway and waits until its health is SERVING.
     pub async fn start_ready(iggy_url: &str) -> Self {
-        let gateway = Self::start(iggy_url).await;
-        gateway.wait_for_health("", ServingStatus::Serving).await;
-        gateway
+        Self::start_ready_with(test_sized(iggy_url)).await
     }
 
     /// Starts a gateway with `config` and waits until its health is SERVING.
