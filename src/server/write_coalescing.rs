@@ -6,9 +6,15 @@
 //! 64 system calls (and the client 64 wake-ups) per MiB streamed. This wrapper
 //! copies small writes into a buffer and sends it when it is full, or on a
 //! flush with no write since the previous flush. A flush that follows a write
-//! answers `Pending` and wakes its task at once: a writer that wants its data
-//! out polls the flush again, and h2, which flushes after each frame it
-//! queues, queues the rest of the burst first. Nothing waits for a timer.
+//! of at least a frame's worth answers `Pending` and wakes its task at once:
+//! a writer that wants its data out polls the flush again, and h2, which
+//! flushes after each frame it queues, queues the rest of the burst first.
+//! Nothing waits for a timer.
+//!
+//! A small answer (a unary reply, a lone small delivery) leaves on its first
+//! flush: deferring it gathers nothing, and tokio runs a task that wakes
+//! itself as a yield, handing the connection to another worker thread, which
+//! costs a thread wake-up on every answer.
 //!
 //! Only for plaintext connections: rustls, which sits on top of the
 //! connection under TLS, does not poll a pending flush again during its
@@ -24,6 +30,10 @@ use tonic::transport::server::Connected;
 
 /// Buffered bytes at which a flush is no longer deferred.
 const SEND_AT: usize = 256 * 1024;
+
+/// Buffered bytes from which a flush right after a write is deferred: less
+/// than one default-sized (16 KiB) DATA frame is sent at once.
+const DEFER_FROM: usize = 8 * 1024;
 
 /// A connection whose small writes are gathered into larger ones.
 #[derive(Debug)]
@@ -126,10 +136,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescing<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unsent() > 0 && this.wrote_since_flush {
+        let defer = this.wrote_since_flush && this.unsent() >= DEFER_FROM;
+        this.wrote_since_flush = false;
+        if defer {
             // More frames may follow in this burst. The writer is polled again
             // at once; its next flush with no write before it sends.
-            this.wrote_since_flush = false;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -275,21 +286,40 @@ mod tests {
     #[test]
     fn frames_flushed_one_by_one_leave_in_one_write() {
         let mut h = Harness::new();
+        let frames: Vec<Vec<u8>> = (1..=3u8).map(|n| vec![n; DEFER_FROM]).collect();
         // h2's pattern: write a frame, flush, write the next, flush...
-        for frame in [&b"header"[..], b"data-1", b"data-2"] {
+        for frame in &frames {
             assert_eq!(h.write_vectored(&[frame, b"|"]), frame.len() + 1);
-            assert!(!h.flush(), "a flush right after a write is deferred");
+            assert!(!h.flush(), "a flush right after a frame is deferred");
         }
         assert!(h.sent().is_empty(), "nothing sent while the burst goes on");
         assert_eq!(h.wakes(), 3, "each deferred flush asks to run again");
         // The turn it asked for: a flush with no write before it sends.
         assert!(h.flush());
-        assert_eq!(h.sent(), [b"header|data-1|data-2|".to_vec()]);
+        let burst: Vec<u8> = frames
+            .iter()
+            .flat_map(|f| [&f[..], b"|"].concat())
+            .collect();
+        assert_eq!(h.sent(), [burst]);
         assert_eq!(h.io.inner.flushes, 1);
         // Nothing left: a further flush only flushes the connection.
         assert!(h.flush());
         assert_eq!(h.sent().len(), 1);
         assert_eq!(h.io.inner.flushes, 2);
+    }
+
+    #[test]
+    fn a_small_answer_leaves_on_its_first_flush() {
+        let mut h = Harness::new();
+        // A unary reply: HEADERS, DATA and trailers in one write.
+        h.write_vectored(&[b"headers|", b"data|", b"trailers"]);
+        assert!(h.flush(), "nothing to gather: sent at once");
+        assert_eq!(h.sent(), [b"headers|data|trailers".to_vec()]);
+        assert_eq!(
+            h.wakes(),
+            0,
+            "no extra turn, so no hand-off to another thread"
+        );
     }
 
     #[test]
@@ -302,8 +332,7 @@ mod tests {
         h.write(b"next");
         assert_eq!(h.sent().len(), 1, "the full buffer went out");
         assert_eq!(h.sent()[0].len(), SEND_AT);
-        assert!(!h.flush());
-        assert!(h.flush());
+        assert!(h.flush(), "what is left is small: sent at once");
         assert_eq!(h.sent()[1], b"next");
     }
 
