@@ -9,7 +9,7 @@
 
 use crate::{error::GatewayError, iggy::IggyPool};
 use iggy::prelude::{Consumer, Identifier, MessageClient, PollingStrategy};
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 use tokio::time::Instant;
 
 /// How long a purge may take to land before the caller is told to retry.
@@ -76,16 +76,23 @@ pub async fn oldest_messages(
 
 /// Returns once no partition still starts with its marker, or answers
 /// UNAVAILABLE (PURGE_PENDING) after [`LAND_LIMIT`].
-pub async fn wait_until_landed(
-    pool: &IggyPool,
-    mut markers: Vec<Marker>,
-) -> Result<(), GatewayError> {
+pub async fn wait_until_landed(pool: &IggyPool, markers: Vec<Marker>) -> Result<(), GatewayError> {
+    wait_until_gone(markers, |at| async move { first_message(pool, &at).await }).await
+}
+
+/// The wait of [`wait_until_landed`], reading a partition's first message
+/// with `first` (Iggy, or a fake broker in tests).
+async fn wait_until_gone<F, Fut>(mut markers: Vec<Marker>, mut first: F) -> Result<(), GatewayError>
+where
+    F: FnMut(PartitionRef) -> Fut,
+    Fut: Future<Output = Result<Option<(u128, u64)>, GatewayError>>,
+{
     let deadline = Instant::now() + LAND_LIMIT;
     let mut pause = FIRST_RECHECK;
     loop {
         let mut still = Vec::with_capacity(markers.len());
         for marker in markers {
-            if first_message(pool, &marker.at).await? == Some((marker.id, marker.timestamp)) {
+            if first(marker.at.clone()).await? == Some((marker.id, marker.timestamp)) {
                 still.push(marker);
             }
         }
@@ -130,4 +137,92 @@ async fn first_message(
         .messages
         .first()
         .map(|message| (message.header.id, message.header.timestamp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{cell::Cell, collections::HashMap};
+    use tonic::Code;
+
+    fn marker(partition: u32, id: u128) -> Marker {
+        Marker {
+            at: PartitionRef {
+                stream: Identifier::named("s").expect("id"),
+                topic: Identifier::numeric(1).expect("id"),
+                partition,
+            },
+            id,
+            timestamp: 7,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_that_never_lands_answers_purge_pending_after_the_limit() {
+        let started = Instant::now();
+        let checks = Cell::new(0);
+        // A broker whose reconciler never runs: partition 0 keeps its message.
+        let result = wait_until_gone(vec![marker(0, 41)], |_| {
+            checks.set(checks.get() + 1);
+            async { Ok(Some((41, 7))) }
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("a purge that never lands must not answer OK");
+        };
+        assert_eq!(error.code(), Code::Unavailable);
+        assert_eq!(error.reason(), "PURGE_PENDING");
+        assert!(
+            matches!(error, GatewayError::PurgePending { partitions: 1, .. }),
+            "{error:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited > LAND_LIMIT - MAX_RECHECK && waited <= LAND_LIMIT,
+            "gave up after {waited:?}"
+        );
+        assert!(checks.get() > 100, "rechecked until the limit");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_answers_once_every_partition_let_go_of_its_marker() {
+        // Partition 0 is emptied on the third check; partition 1 already
+        // starts with a newer message (a different id) on the first.
+        let checks: std::cell::RefCell<HashMap<u32, u32>> = Default::default();
+        let result = wait_until_gone(vec![marker(0, 41), marker(1, 42)], |at| {
+            let seen = {
+                let mut checks = checks.borrow_mut();
+                let count = checks.entry(at.partition).or_default();
+                *count += 1;
+                *count
+            };
+            async move {
+                Ok(match (at.partition, seen) {
+                    (0, 1..=2) => Some((41, 7)),
+                    (0, _) => None,
+                    _ => Some((99, 7)),
+                })
+            }
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let checks = checks.into_inner();
+        assert_eq!(checks[&0], 3, "partition 0 was checked until it emptied");
+        assert_eq!(
+            checks[&1], 1,
+            "a partition that moved on is not checked again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_check_ends_the_wait_with_its_error() {
+        let result = wait_until_gone(vec![marker(0, 41)], |_| async {
+            Err(GatewayError::Internal("Iggy went away".into()))
+        })
+        .await;
+        assert!(
+            matches!(result, Err(GatewayError::Internal(_))),
+            "{result:?}"
+        );
+    }
 }
