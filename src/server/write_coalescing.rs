@@ -5,11 +5,11 @@
 //! that keeps tonic's default 16 KiB frame size therefore costs the gateway
 //! 64 system calls (and the client 64 wake-ups) per MiB streamed. This wrapper
 //! copies small writes into a buffer and sends it when it is full, or on a
-//! flush with no write since the previous flush. A flush that follows a write
-//! of at least a frame's worth answers `Pending` and wakes its task at once:
-//! a writer that wants its data out polls the flush again, and h2, which
-//! flushes after each frame it queues, queues the rest of the burst first.
-//! Nothing waits for a timer.
+//! flush with no write since the previous flush. A flush that follows a write,
+//! with at least [`DEFER_FROM`] buffered, answers `Pending` and wakes its task
+//! at once: a writer that wants its data out polls the flush again, and h2,
+//! which flushes after each frame it queues, queues the rest of the burst
+//! first. Nothing waits for a timer.
 //!
 //! A small answer (a unary reply, a lone small delivery) leaves on its first
 //! flush: deferring it gathers nothing, and tokio runs a task that wakes
@@ -31,8 +31,9 @@ use tonic::transport::server::Connected;
 /// Buffered bytes at which a flush is no longer deferred.
 const SEND_AT: usize = 256 * 1024;
 
-/// Buffered bytes from which a flush right after a write is deferred: less
-/// than one default-sized (16 KiB) DATA frame is sent at once.
+/// Buffered bytes from which a flush right after a write is deferred: half
+/// of a default-sized (16 KiB) DATA frame, so bursts of frames are gathered
+/// while a smaller answer is sent at once.
 const DEFER_FROM: usize = 8 * 1024;
 
 /// A connection whose small writes are gathered into larger ones.
