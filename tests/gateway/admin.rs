@@ -4,7 +4,8 @@
 use crate::{
     subscribe::fill,
     support::{
-        Env, TestBody, bad_request_field, by_name, error_reason, expect_code, new_topic, sdk_client,
+        Env, TestBody, bad_request_field, by_name, error_reason, expect_code, new_topic,
+        purge_topic, sdk_client,
     },
 };
 use bytes::Bytes;
@@ -375,13 +376,7 @@ async fn topic_lifecycle(env: Env) {
     .expect("send directly");
     let before = topic_messages(&mut gateway.admin(), &stream, &renamed).await;
     assert_eq!(before, 1);
-    admin
-        .purge_topic(proto::PurgeTopicRequest {
-            stream: by_name(&stream),
-            topic: by_name(&renamed),
-        })
-        .await
-        .expect("purge");
+    purge_topic(&mut admin, &stream, &renamed).await;
     assert_eq!(
         topic_messages(&mut gateway.admin(), &stream, &renamed).await,
         0
@@ -879,13 +874,7 @@ async fn purge_lands(env: Env) {
     for round in 0..20 {
         fill(&gateway, &stream, &topic, 2, 5, "old").await;
         if round % 2 == 0 {
-            admin
-                .purge_topic(proto::PurgeTopicRequest {
-                    stream: by_name(&stream),
-                    topic: by_name(&topic),
-                })
-                .await
-                .expect("purge topic");
+            purge_topic(&mut admin, &stream, &topic).await;
         } else {
             admin
                 .purge_stream(proto::PurgeStreamRequest {

@@ -4,7 +4,7 @@
 
 use crate::support::{
     Env, Event, Subscription, TestBody, TestGateway, by_name as name, error_reason, expect_code,
-    new_topic,
+    new_topic, purge_topic,
 };
 use bytes::Bytes;
 use iggy_grpc::{
@@ -913,7 +913,7 @@ async fn purged(env: Env) {
     assert_eq!(subscription.take(5).await.len(), 5);
     let mut admin = gateway.admin();
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 4).await;
-    purge(&mut admin, &stream, &topic).await;
+    purge_topic(&mut admin, &stream, &topic).await;
     fill(&gateway, &stream, &topic, 1, 3, "new").await;
     // The log restarts at offset 0, behind the subscription's position: it
     // continues with what was stored after its last delivery.
@@ -922,16 +922,6 @@ async fn purged(env: Env) {
     // The offset stored before the purge does not stop the new ones from
     // being stored.
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
-}
-
-async fn purge(admin: &mut AdminServiceClient<Channel>, stream: &str, topic: &str) {
-    admin
-        .purge_topic(proto::PurgeTopicRequest {
-            stream: name(stream),
-            topic: name(topic),
-        })
-        .await
-        .expect("purge");
 }
 
 /// Acknowledging messages that a purge removed since their delivery
@@ -956,7 +946,7 @@ async fn purged_manual(env: Env) {
     // seen the purge by the time the Ack arrives.
     assert_eq!(subscription.take(5).await.len(), 5);
     let mut admin = gateway.admin();
-    purge(&mut admin, &stream, &topic).await;
+    purge_topic(&mut admin, &stream, &topic).await;
     let id = subscription.id.clone();
     let ack = |offset: u64| proto::AckRequest {
         subscription_id: id.clone(),

@@ -6,14 +6,26 @@ use super::{Env, TestGateway};
 use iggy::prelude::{
     Consumer, Identifier, IggyClient, IggyMessage, MessageClient, PollingStrategy,
 };
-use iggy_grpc::proto::{self, ResourceId, resource_id};
+use iggy_grpc::proto::{self, ResourceId, admin_service_client::AdminServiceClient, resource_id};
 use std::{path::Path, time::Duration};
+use tonic::transport::Channel;
 
 /// A `ResourceId` by name.
 pub fn by_name(name: &str) -> Option<ResourceId> {
     Some(ResourceId {
         kind: Some(resource_id::Kind::Name(name.into())),
     })
+}
+
+/// Purges `topic` of `stream` through the gateway (both by name).
+pub async fn purge_topic(admin: &mut AdminServiceClient<Channel>, stream: &str, topic: &str) {
+    admin
+        .purge_topic(proto::PurgeTopicRequest {
+            stream: by_name(stream),
+            topic: by_name(topic),
+        })
+        .await
+        .expect("purge topic");
 }
 
 /// A fresh stream holding a fresh topic of `partitions` partitions.

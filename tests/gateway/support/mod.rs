@@ -7,7 +7,7 @@ mod gateway;
 mod iggy;
 mod subscription;
 
-pub use fixtures::{by_name, new_topic, stored, wait_for_index_files};
+pub use fixtures::{by_name, new_topic, purge_topic, stored, wait_for_index_files};
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client};
 pub use subscription::{Event, Subscription};
