@@ -142,7 +142,10 @@ async fn first_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{cell::Cell, collections::HashMap};
+    use std::{
+        cell::{Cell, RefCell},
+        collections::HashMap,
+    };
     use tonic::Code;
 
     fn marker(partition: u32, id: u128) -> Marker {
@@ -188,7 +191,7 @@ mod tests {
     async fn a_purge_answers_once_every_partition_let_go_of_its_marker() {
         // Partition 0 is emptied on the third check; partition 1 already
         // starts with a newer message (a different id) on the first.
-        let checks: std::cell::RefCell<HashMap<u32, u32>> = Default::default();
+        let checks: RefCell<HashMap<u32, u32>> = Default::default();
         let result = wait_until_gone(vec![marker(0, 41), marker(1, 42)], |at| {
             let seen = {
                 let mut checks = checks.borrow_mut();
