@@ -50,7 +50,11 @@ impl<T: Message> Encoder for PresizedEncoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
-        item.encode(buf)
-            .map_err(|error| Status::internal(format!("cannot encode the message: {error}")))
+        // `encode_raw`, not `encode`: `encode` only adds a capacity check,
+        // which measures the whole message again (a 1,000-entry answer is
+        // walked once more, about a quarter of its encoding time). The room
+        // is reserved above, and the buffer would grow if it were not.
+        item.encode_raw(buf);
+        Ok(())
     }
 }
