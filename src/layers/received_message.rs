@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use prost::{
     Message,
-    encoding::{DecodeContext, decode_key, skip_field},
+    encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field},
 };
 use std::task::{Context, Poll};
 use tonic::{Status, body::Body, codegen::http};
@@ -183,7 +183,18 @@ fn occurrences(mut message: &[u8], field: u32) -> usize {
         let Ok((tag, wire_type)) = decode_key(&mut message) else {
             break;
         };
-        if skip_field(wire_type, tag, &mut message, DecodeContext::default()).is_err() {
+        let skipped = match wire_type {
+            // Every field of a batch request: stepped over by its length,
+            // which costs a third of prost's general `skip_field`.
+            WireType::LengthDelimited => decode_varint(&mut message)
+                .ok()
+                .and_then(|length| usize::try_from(length).ok())
+                .filter(|&length| length <= message.len())
+                .map(|length| message = &message[length..])
+                .is_some(),
+            _ => skip_field(wire_type, tag, &mut message, DecodeContext::default()).is_ok(),
+        };
+        if !skipped {
             break;
         }
         count += usize::from(tag == field);
