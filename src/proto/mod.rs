@@ -1,6 +1,7 @@
 //! The generated protobuf types and service stubs of `iggy.gateway.v1`, and
-//! the codec they use.
+//! the codec they use (with its hand-written encoding of batch answers).
 
+mod batch_answer;
 pub mod codec;
 
 pub use generated::*;

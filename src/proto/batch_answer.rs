@@ -1,0 +1,221 @@
+//! The encoding of a batch answer's results (`repeated BatchEntryResult
+//! results = 1`, shared by `PublishBatchResponse` and
+//! `PublishEventBatchResponse`), byte for byte as prost writes it.
+//!
+//! prost measures a nested message again at every level it is written
+//! through, and writes each tag and length through the buffer one byte at a
+//! time: a 1,000-result answer cost about 400 instructions per result, more
+//! than a tenth of the gateway's own work per published message. A stored
+//! result is small and fixed in shape, so it is measured once and written
+//! with one copy into the buffer. Errors, rare and larger, go through prost.
+
+use super::{BatchEntryResult, PublishResult, batch_entry_result::Outcome};
+use bytes::BufMut;
+use prost::encoding::{encoded_len_varint, message};
+
+/// The answer's field number of its results.
+const RESULTS_FIELD: u32 = 1;
+/// The key of a length-delimited field 1 (results; `stored`; `id`).
+const FIELD_1_BYTES: u8 = 0x0a;
+/// The key of varint field 2 (`partition_id`).
+const FIELD_2_VARINT: u8 = 0x10;
+/// The key of varint field 3 (`offset`).
+const FIELD_3_VARINT: u8 = 0x18;
+/// Longest id written by hand; longer ones (never the gateway's own UUIDs)
+/// go through prost, so a stored result always fits [`Scratch`].
+const MAX_ID_BYTES: usize = 64;
+
+/// The encoded length of `results` as field 1 of an answer.
+pub fn encoded_len(results: &[BatchEntryResult]) -> usize {
+    results
+        .iter()
+        .map(|result| match stored(result) {
+            Some(stored) => wrapped_len(entry_len(stored)),
+            None => message::encoded_len(RESULTS_FIELD, result),
+        })
+        .sum()
+}
+
+/// Writes `results` as field 1 of an answer.
+pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
+    for result in results {
+        match stored(result) {
+            Some(stored) => {
+                let inner = stored_len(stored);
+                let mut scratch = Scratch::default();
+                scratch.put(FIELD_1_BYTES);
+                scratch.varint(wrapped_len(inner) as u64);
+                scratch.put(FIELD_1_BYTES);
+                scratch.varint(inner as u64);
+                if !stored.id.is_empty() {
+                    scratch.put(FIELD_1_BYTES);
+                    scratch.varint(stored.id.len() as u64);
+                    scratch.slice(stored.id.as_bytes());
+                }
+                if stored.partition_id != 0 {
+                    scratch.put(FIELD_2_VARINT);
+                    scratch.varint(u64::from(stored.partition_id));
+                }
+                if let Some(offset) = stored.offset {
+                    scratch.put(FIELD_3_VARINT);
+                    scratch.varint(offset);
+                }
+                buf.put_slice(scratch.written());
+            }
+            None => message::encode(RESULTS_FIELD, result, buf),
+        }
+    }
+}
+
+/// The stored result that is written by hand, if `result` is one.
+fn stored(result: &BatchEntryResult) -> Option<&PublishResult> {
+    match &result.outcome {
+        Some(Outcome::Stored(stored)) if stored.id.len() <= MAX_ID_BYTES => Some(stored),
+        _ => None,
+    }
+}
+
+/// The length of a `BatchEntryResult` holding `stored`.
+fn entry_len(stored: &PublishResult) -> usize {
+    wrapped_len(stored_len(stored))
+}
+
+/// The length of a message holding one length-delimited field of `inner`
+/// bytes with a one-byte key.
+fn wrapped_len(inner: usize) -> usize {
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// The length of `stored` itself; prost leaves out an empty id and a zero
+/// partition, and writes an offset whenever it is set.
+fn stored_len(stored: &PublishResult) -> usize {
+    let id = match stored.id.len() {
+        0 => 0,
+        len => 1 + encoded_len_varint(len as u64) + len,
+    };
+    let partition = match stored.partition_id {
+        0 => 0,
+        partition => 1 + encoded_len_varint(u64::from(partition)),
+    };
+    let offset = stored
+        .offset
+        .map_or(0, |offset| 1 + encoded_len_varint(offset));
+    id + partition + offset
+}
+
+/// One stored result, assembled on the stack: keys and lengths (at most 2 +
+/// 3 + 2 bytes), an id of up to [`MAX_ID_BYTES`], a partition (6) and an
+/// offset (11).
+struct Scratch {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl Scratch {
+    fn put(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.put((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.put(value as u8);
+    }
+
+    fn slice(&mut self, slice: &[u8]) {
+        self.bytes[self.len..self.len + slice.len()].copy_from_slice(slice);
+        self.len += slice.len();
+    }
+
+    fn written(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{EntryError, PublishBatchResponse, PublishEventBatchResponse};
+    use prost::Message;
+
+    fn stored(id: &str, partition_id: u32, offset: Option<u64>) -> BatchEntryResult {
+        BatchEntryResult {
+            outcome: Some(Outcome::Stored(PublishResult {
+                id: id.into(),
+                partition_id,
+                offset,
+            })),
+        }
+    }
+
+    fn answer_of(results: &[BatchEntryResult]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(encoded_len(results));
+        encode(results, &mut bytes);
+        assert_eq!(bytes.len(), encoded_len(results), "measured as written");
+        bytes
+    }
+
+    #[test]
+    fn writes_every_kind_of_result_as_prost_does() {
+        let uuid = "6f2b0c1e-7a3d-4e55-9d0a-1b2c3d4e5f60";
+        let results = vec![
+            stored(uuid, 0, Some(0)),
+            stored(uuid, 7, Some(1_000)),
+            stored(uuid, u32::MAX, Some(u64::MAX)),
+            stored(uuid, 3, None),
+            stored("", 0, None),
+            stored(&"x".repeat(MAX_ID_BYTES), 1, Some(2)),
+            stored(&"y".repeat(MAX_ID_BYTES + 1), 1, Some(2)),
+            stored(&"z".repeat(300), 2, Some(3)),
+            BatchEntryResult {
+                outcome: Some(Outcome::Error(EntryError {
+                    code: 5,
+                    reason: "PARTITION_NOT_FOUND".into(),
+                    message: "partition 9 does not exist".into(),
+                })),
+            },
+            BatchEntryResult { outcome: None },
+        ];
+        let by_prost = PublishBatchResponse {
+            results: results.clone(),
+        }
+        .encode_to_vec();
+        assert_eq!(answer_of(&results), by_prost);
+        let events = PublishEventBatchResponse {
+            results: results.clone(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            answer_of(&results),
+            events,
+            "the event answer has the same shape"
+        );
+    }
+
+    #[test]
+    fn an_empty_answer_is_empty() {
+        assert!(answer_of(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_thousand_results_decode_back() {
+        let results: Vec<BatchEntryResult> = (0..1_000u64)
+            .map(|offset| stored(&format!("{offset:036}"), 4, Some(offset)))
+            .collect();
+        let decoded =
+            PublishBatchResponse::decode(answer_of(&results).as_slice()).expect("decodes");
+        assert_eq!(decoded.results, results);
+    }
+}
