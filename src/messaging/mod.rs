@@ -21,7 +21,7 @@ use crate::{
     validate::{self, FieldPath},
 };
 use iggy::prelude::{Identifier, IggyTimestamp};
-use publish::{Entry, EntryResult, Route, Stamp};
+use publish::{Entries, Entry, EntryResult, Route, Stamp};
 use std::{sync::Arc, time::Duration};
 use subscribe::{SubscribeLimits, Subscriptions};
 use tonic::{Request, Response, Status};
@@ -101,7 +101,7 @@ impl Messaging {
         deadline: Option<Duration>,
         stream: &Identifier,
         topic: &Identifier,
-        entries: Vec<Entry>,
+        entries: Entries,
     ) -> Result<Vec<EntryResult>, GatewayError> {
         self.admit_messages(caller, entries.len())?;
         deadline::write_within(deadline, self.publisher.publish(stream, topic, entries)).await
@@ -127,7 +127,7 @@ impl Messaging {
             &self.limits,
             caller.stamp(),
         )?;
-        let entries = vec![Entry { route, outgoing }];
+        let entries = Entries::from(Entry { route, outgoing });
         let result = single(
             self.send(&caller, deadline, &stream, &topic, entries)
                 .await?,
@@ -153,9 +153,7 @@ impl Messaging {
             &Route::Balanced,
         )?;
         let messages = FieldPath::root("messages");
-        // Collected into a fresh vector: an in-place collect reuses the
-        // request's allocation and then reallocates it, moving every entry.
-        let mut entries = Vec::with_capacity(request.messages.len());
+        let mut entries = Entries::with_capacity(request.messages.len());
         for (index, entry) in request.messages.into_iter().enumerate() {
             let field = messages.index(index);
             entries.push(Entry {
@@ -200,10 +198,10 @@ impl Messaging {
             request.partitioning.as_ref(),
             &event.default_route,
         )?;
-        let entries = vec![Entry {
+        let entries = Entries::from(Entry {
             route,
             outgoing: event.outgoing,
-        }];
+        });
         let result = single(
             self.send(&caller, deadline, &stream, &topic, entries)
                 .await?,
@@ -240,7 +238,7 @@ impl Messaging {
                     outgoing: event.outgoing,
                 })
             })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
+            .collect::<Result<Entries, GatewayError>>()?;
         let results = self
             .send(&caller, deadline, &stream, &topic, entries)
             .await?;

@@ -39,53 +39,81 @@ pub struct Publisher {
     wakeups: Arc<Wakeups>,
 }
 
-/// The entries bound for one partition, in request order.
-struct Group {
-    partition: u32,
-    indices: Vec<usize>,
+/// Entries to publish, as three parallel vectors: a batch bound for one
+/// partition is then sent as it was built, without moving every message
+/// again into its partition's group.
+#[derive(Debug, Default)]
+pub struct Entries {
     routes: Vec<Route>,
     ids: Vec<String>,
     messages: Vec<IggyMessage>,
 }
 
-impl Group {
-    fn with_capacity(partition: u32, size: usize) -> Self {
+impl Entries {
+    /// Room for `size` entries.
+    pub fn with_capacity(size: usize) -> Self {
         Self {
-            partition,
-            indices: Vec::with_capacity(size),
             routes: Vec::with_capacity(size),
             ids: Vec::with_capacity(size),
             messages: Vec::with_capacity(size),
         }
     }
 
-    /// All `entries` (at `positions` in the request), for `partition`.
-    fn of(partition: u32, entries: Vec<Entry>, positions: Vec<usize>) -> Self {
-        let size = entries.len();
-        let mut group = Self {
-            partition,
-            indices: positions,
-            routes: Vec::with_capacity(size),
-            ids: Vec::with_capacity(size),
-            messages: Vec::with_capacity(size),
-        };
-        for entry in entries {
-            group.add(entry);
-        }
-        group
-    }
-
-    /// Adds `entry`, found at `index` in the request.
-    fn push(&mut self, index: usize, entry: Entry) {
-        self.indices.push(index);
-        self.add(entry);
-    }
-
-    fn add(&mut self, Entry { route, outgoing }: Entry) {
+    /// Adds `entry` after the others.
+    pub fn push(&mut self, Entry { route, outgoing }: Entry) {
         self.routes.push(route);
         self.ids.push(outgoing.id);
         self.messages.push(outgoing.message);
     }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The entries one by one, in order.
+    fn into_iter(self) -> impl Iterator<Item = Entry> {
+        self.routes
+            .into_iter()
+            .zip(self.ids)
+            .zip(self.messages)
+            .map(|((route, id), message)| Entry {
+                route,
+                outgoing: Outgoing { id, message },
+            })
+    }
+}
+
+impl From<Entry> for Entries {
+    fn from(entry: Entry) -> Self {
+        let mut entries = Self::with_capacity(1);
+        entries.push(entry);
+        entries
+    }
+}
+
+impl FromIterator<Entry> for Entries {
+    fn from_iter<I: IntoIterator<Item = Entry>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut entries = Self::with_capacity(iter.size_hint().0);
+        for entry in iter {
+            entries.push(entry);
+        }
+        entries
+    }
+}
+
+/// The entries bound for one partition, in request order, with their
+/// places in the request.
+struct Group {
+    partition: u32,
+    indices: Vec<usize>,
+    entries: Entries,
 }
 
 /// What one group's send produced; the messages come back so that a send
@@ -113,9 +141,9 @@ impl Publisher {
         &self,
         stream: &Identifier,
         topic: &Identifier,
-        entries: Vec<Entry>,
+        entries: Entries,
     ) -> Result<Vec<EntryResult>, GatewayError> {
-        let mut results: Vec<Option<EntryResult>> = entries.iter().map(|_| None).collect();
+        let mut results: Vec<Option<EntryResult>> = (0..entries.len()).map(|_| None).collect();
         // The entries still to send and their places in the request: at
         // first all of them, in order.
         let mut positions: Vec<usize> = (0..entries.len()).collect();
@@ -148,7 +176,7 @@ impl Publisher {
                             .find(|c| c.partition_id == group.partition)
                             .map(|c| c.base_offset);
                         for (position, (index, id)) in
-                            group.indices.into_iter().zip(group.ids).enumerate()
+                            group.indices.into_iter().zip(group.entries.ids).enumerate()
                         {
                             results[index] = Some(Ok(proto::PublishResult {
                                 id,
@@ -163,22 +191,12 @@ impl Publisher {
                     }) if !refresh && is_missing_partition(&error) => {
                         self.router.invalidate_all();
                         let error = send_error(error, stream, topic, group.partition);
-                        let Group {
-                            indices,
-                            routes,
-                            ids,
-                            messages,
-                            ..
-                        } = group;
-                        for (((index, route), id), message) in
-                            indices.into_iter().zip(routes).zip(ids).zip(messages)
+                        for (index, entry) in
+                            group.indices.into_iter().zip(group.entries.into_iter())
                         {
-                            if route.needs_count() {
+                            if entry.route.needs_count() {
                                 positions.push(index);
-                                pending.push(Entry {
-                                    route,
-                                    outgoing: Outgoing { id, message },
-                                });
+                                pending.push(entry);
                             } else {
                                 results[index] = Some(Err(error.clone()));
                             }
@@ -222,11 +240,11 @@ impl Publisher {
         &self,
         stream: &Identifier,
         topic: &Identifier,
-        entries: Vec<Entry>,
+        entries: Entries,
         positions: Vec<usize>,
         refresh: bool,
     ) -> Result<Vec<Group>, GatewayError> {
-        let count = if entries.iter().any(|entry| entry.route.needs_count()) {
+        let count = if entries.routes.iter().any(Route::needs_count) {
             Some(
                 self.router
                     .partition_count(&self.pool, stream, topic, refresh)
@@ -258,11 +276,12 @@ impl Publisher {
                 move |client| async move {
                     let partitioning = Partitioning::partition_id(group.partition);
                     let result = client
-                        .send_messages(&stream, &topic, &partitioning, &mut group.messages)
+                        .send_messages(&stream, &topic, &partitioning, &mut group.entries.messages)
                         .await;
                     if result.is_ok() {
-                        let bytes: usize = group.messages.iter().map(|m| m.payload.len()).sum();
-                        metrics::count_published(group.messages.len() as u64, bytes as u64);
+                        let messages = &group.entries.messages;
+                        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+                        metrics::count_published(messages.len() as u64, bytes as u64);
                     }
                     Sent { group, result }
                 },
@@ -282,14 +301,15 @@ fn group_by_partition(
     router: &PartitionRouter,
     stream: &Identifier,
     topic: &Identifier,
-    entries: Vec<Entry>,
+    entries: Entries,
     positions: Vec<usize>,
     count: u32,
 ) -> Vec<Group> {
     let mut balanced = None;
     let partitions: Vec<u32> = entries
+        .routes
         .iter()
-        .map(|Entry { route, .. }| match route {
+        .map(|route| match route {
             Route::Balanced => {
                 *balanced.get_or_insert_with(|| router.partition(stream, topic, route, count))
             }
@@ -299,8 +319,12 @@ fn group_by_partition(
     if let Some(&first) = partitions.first()
         && partitions.iter().all(|&partition| partition == first)
     {
-        // The usual batch: one partition, so one group in request order.
-        return vec![Group::of(first, entries, positions)];
+        // The usual batch: one partition, so one group, sent as built.
+        return vec![Group {
+            partition: first,
+            indices: positions,
+            entries,
+        }];
     }
     // Sized up front: a group's vectors never grow (and move every message
     // again) while a 1,000-message batch is sorted into them.
@@ -310,13 +334,21 @@ fn group_by_partition(
     }
     let mut groups: BTreeMap<u32, Group> = sizes
         .into_iter()
-        .map(|(partition, size)| (partition, Group::with_capacity(partition, size)))
+        .map(|(partition, size)| {
+            let group = Group {
+                partition,
+                indices: Vec::with_capacity(size),
+                entries: Entries::with_capacity(size),
+            };
+            (partition, group)
+        })
         .collect();
     for ((entry, index), partition) in entries.into_iter().zip(positions).zip(partitions) {
         let Some(group) = groups.get_mut(&partition) else {
             continue; // every partition was counted above
         };
-        group.push(index, entry);
+        group.indices.push(index);
+        group.entries.push(entry);
     }
     groups.into_values().collect()
 }
@@ -397,6 +429,7 @@ mod tests {
             .collect();
         // Places in a request where these 30 entries are every other one.
         let positions: Vec<usize> = (0..30).map(|index| 2 * index + 1).collect();
+        let entries = entries.into_iter().collect();
         let groups = group_by_partition(&router, &stream, &topic, entries, positions.clone(), 5);
         assert_eq!(
             groups
@@ -411,7 +444,15 @@ mod tests {
                 group.indices.windows(2).all(|w| w[0] < w[1]),
                 "request order kept"
             );
-            assert_eq!(group.indices.len(), group.messages.len());
+            assert_eq!(group.indices.len(), group.entries.len());
+            for (index, message) in group.indices.iter().zip(&group.entries.messages) {
+                let expected = format!("entry {}", (index - 1) / 2);
+                assert_eq!(
+                    message.payload,
+                    expected.as_bytes(),
+                    "each message keeps its place"
+                );
+            }
         }
         let mut all: Vec<usize> = groups.iter().flat_map(|g| g.indices.clone()).collect();
         all.sort_unstable();
@@ -431,15 +472,21 @@ mod tests {
             .map(|entry| entry.outgoing.message.payload.clone())
             .collect();
         let positions: Vec<usize> = (0..10).map(|index| 3 * index).collect();
+        let entries = entries.into_iter().collect();
         let groups = group_by_partition(&router, &stream, &topic, entries, positions.clone(), 5);
         let [group] = groups.as_slice() else {
             panic!("expected one group, got {}", groups.len());
         };
         assert_eq!(group.partition, 2);
         assert_eq!(group.indices, positions);
-        let grouped: Vec<Bytes> = group.messages.iter().map(|m| m.payload.clone()).collect();
+        let grouped: Vec<Bytes> = group
+            .entries
+            .messages
+            .iter()
+            .map(|m| m.payload.clone())
+            .collect();
         assert_eq!(grouped, payloads, "request order kept");
-        assert_eq!(group.ids.len(), 10);
-        assert_eq!(group.routes.len(), 10);
+        assert_eq!(group.entries.ids.len(), 10);
+        assert_eq!(group.entries.routes.len(), 10);
     }
 }
