@@ -19,10 +19,6 @@ use crate::proto;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use prost::{
-    Message,
-    encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field},
-};
 use std::task::{Context, Poll};
 use tonic::{Status, body::Body, codegen::http};
 use tower::{Layer, Service};
@@ -142,64 +138,14 @@ fn message_of(body: &Bytes) -> Option<Bytes> {
 /// Replaces the message tonic decoded (empty) with the one the layer kept,
 /// if it kept one. A message that does not decode is refused the way tonic
 /// refuses it (INTERNAL).
-pub fn decode_received<T: Entries>(
-    mut request: tonic::Request<T>,
-) -> Result<tonic::Request<T>, Status> {
+pub fn decode_received(
+    mut request: tonic::Request<proto::PublishBatchRequest>,
+) -> Result<tonic::Request<proto::PublishBatchRequest>, Status> {
     if let Some(ReceivedMessage(bytes)) = request.extensions_mut().remove::<ReceivedMessage>() {
-        let mut message = T::default();
-        message.reserve_entries(occurrences(&bytes, T::ENTRIES_FIELD));
-        message
-            .merge(bytes)
+        *request.get_mut() = proto::batch_request::decode(bytes)
             .map_err(|error| Status::internal(error.to_string()))?;
-        *request.get_mut() = message;
     }
     Ok(request)
-}
-
-/// A request whose entries (one repeated field) are counted before it is
-/// decoded, so their vector is allocated once at its final size. Grown by
-/// doubling, a 1,000-entry batch was moved about ten times while it decoded.
-pub trait Entries: Message + Default {
-    /// The field number of the repeated entries.
-    const ENTRIES_FIELD: u32;
-
-    /// Makes room for `count` entries.
-    fn reserve_entries(&mut self, count: usize);
-}
-
-impl Entries for proto::PublishBatchRequest {
-    const ENTRIES_FIELD: u32 = 4;
-
-    fn reserve_entries(&mut self, count: usize) {
-        self.messages.reserve_exact(count);
-    }
-}
-
-/// How often `field` occurs at the top level of the encoded `message`,
-/// counted up to the first malformed field (decoding then reports it).
-fn occurrences(mut message: &[u8], field: u32) -> usize {
-    let mut count = 0;
-    while !message.is_empty() {
-        let Ok((tag, wire_type)) = decode_key(&mut message) else {
-            break;
-        };
-        let skipped = match wire_type {
-            // Every field of a batch request: stepped over by its length,
-            // which costs a third of prost's general `skip_field`.
-            WireType::LengthDelimited => decode_varint(&mut message)
-                .ok()
-                .and_then(|length| usize::try_from(length).ok())
-                .filter(|&length| length <= message.len())
-                .map(|length| message = &message[length..])
-                .is_some(),
-            _ => skip_field(wire_type, tag, &mut message, DecodeContext::default()).is_ok(),
-        };
-        if !skipped {
-            break;
-        }
-        count += usize::from(tag == field);
-    }
-    count
 }
 
 #[cfg(test)]
@@ -208,6 +154,7 @@ mod tests {
     use futures_util::stream;
     use http_body::Frame;
     use http_body_util::StreamBody;
+    use prost::Message;
     use std::{
         convert::Infallible,
         sync::{Arc, Mutex},
@@ -387,34 +334,6 @@ mod tests {
             .expect_err("malformed")
             .to_string();
         assert_eq!(status.message(), tonic_says, "worded as tonic words it");
-    }
-
-    #[test]
-    fn the_entries_are_allocated_once_at_their_count() {
-        let mut sent = batch();
-        sent.stream = Some(proto::ResourceId::default());
-        sent.partitioning = Some(proto::Partitioning::default());
-        let mut request = tonic::Request::new(proto::PublishBatchRequest::default());
-        request
-            .extensions_mut()
-            .insert(ReceivedMessage(Bytes::from(sent.encode_to_vec())));
-        let decoded = decode_received(request).expect("decodes").into_inner();
-        assert_eq!(decoded, sent);
-        assert_eq!(decoded.messages.capacity(), 3, "reserved, never grown");
-    }
-
-    #[test]
-    fn only_top_level_entries_are_counted() {
-        let message = batch().encode_to_vec();
-        // An unknown varint field at the top level is skipped; each entry's
-        // own field 1 (its message) is not the request's field 1.
-        let mut with_extras = message.clone();
-        with_extras.extend_from_slice(&[0x28, 0x96, 0x01]); // field 5, varint 150
-        assert_eq!(occurrences(&message, 4), 3);
-        assert_eq!(occurrences(&with_extras, 4), 3);
-        assert_eq!(occurrences(&message, 1), 0);
-        // A truncated entry ends the count; decoding then reports it.
-        assert_eq!(occurrences(&message[..message.len() - 1], 4), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the codec they use (with its hand-written encoding of batch answers).
 
 mod batch_answer;
+pub mod batch_request;
 pub mod codec;
 
 pub use generated::*;
