@@ -9,7 +9,7 @@
 //! result is small and fixed in shape, so it is measured once and written
 //! with one copy into the buffer. Errors, rare and larger, go through prost.
 
-use super::{BatchEntryResult, PublishResult, batch_entry_result::Outcome};
+use super::{BatchEntryResult, PublishResult, batch_entry_result::Outcome, scratch::Scratch};
 use bytes::BufMut;
 use prost::encoding::{encoded_len_varint, message};
 
@@ -22,7 +22,9 @@ const FIELD_2_VARINT: u8 = 0x10;
 /// The key of varint field 3 (`offset`).
 const FIELD_3_VARINT: u8 = 0x18;
 /// Longest id written by hand; longer ones (never the gateway's own UUIDs)
-/// go through prost, so a stored result always fits [`Scratch`].
+/// go through prost, so a stored result always fits its [`Scratch`]: keys
+/// and lengths (at most 2 + 3 + 2 bytes), the id, a partition (6) and an
+/// offset (11).
 const MAX_ID_BYTES: usize = 64;
 
 /// The encoded length of `results` as field 1 of an answer.
@@ -42,7 +44,7 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
         match stored(result) {
             Some(stored) => {
                 let inner = stored_len(stored);
-                let mut scratch = Scratch::default();
+                let mut scratch = Scratch::<96>::default();
                 scratch.put(FIELD_1_BYTES);
                 scratch.varint(wrapped_len(inner) as u64);
                 scratch.put(FIELD_1_BYTES);
@@ -101,47 +103,6 @@ fn stored_len(stored: &PublishResult) -> usize {
         .offset
         .map_or(0, |offset| 1 + encoded_len_varint(offset));
     id + partition + offset
-}
-
-/// One stored result, assembled on the stack: keys and lengths (at most 2 +
-/// 3 + 2 bytes), an id of up to [`MAX_ID_BYTES`], a partition (6) and an
-/// offset (11).
-struct Scratch {
-    bytes: [u8; 96],
-    len: usize,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 96],
-            len: 0,
-        }
-    }
-}
-
-impl Scratch {
-    fn put(&mut self, byte: u8) {
-        self.bytes[self.len] = byte;
-        self.len += 1;
-    }
-
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.put((value as u8) | 0x80);
-            value >>= 7;
-        }
-        self.put(value as u8);
-    }
-
-    fn slice(&mut self, slice: &[u8]) {
-        self.bytes[self.len..self.len + slice.len()].copy_from_slice(slice);
-        self.len += slice.len();
-    }
-
-    fn written(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
 }
 
 #[cfg(test)]

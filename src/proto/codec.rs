@@ -1,10 +1,14 @@
 //! The codec of the gateway's services: prost, except that each message is
 //! encoded into a buffer reserved at its exact size, and a batch answer's
-//! results are written by [`batch_answer`]. tonic's own prost encoder starts
+//! results and a Subscribe batch are written by [`batch_answer`] and
+//! [`subscribe_batch`]. tonic's own prost encoder starts
 //! from 8 KiB and grows by doubling, so a 1 MiB batch was copied about twice
 //! over while it was encoded.
 
-use super::{PublishBatchResponse, PublishEventBatchResponse, batch_answer};
+use super::{
+    MessageBatch, PublishBatchResponse, PublishEventBatchResponse, SubscribeResponse, batch_answer,
+    subscribe_batch,
+};
 use prost::Message;
 use std::{any::Any, marker::PhantomData};
 use tonic::{
@@ -56,6 +60,11 @@ impl<T: Message + 'static> Encoder for PresizedEncoder<T> {
             batch_answer::encode(results, buf);
             return Ok(());
         }
+        if let Some(batch) = subscribe_batch(&item) {
+            buf.reserve(subscribe_batch::encoded_len(batch));
+            subscribe_batch::encode(batch, buf);
+            return Ok(());
+        }
         buf.reserve(item.encoded_len());
         // `encode_raw`, not `encode`: `encode` only adds a capacity check,
         // which measures the whole message again (a 1,000-entry answer is
@@ -74,4 +83,10 @@ fn batch_results(item: &dyn Any) -> Option<&[super::BatchEntryResult]> {
     }
     item.downcast_ref::<PublishEventBatchResponse>()
         .map(|answer| answer.results.as_slice())
+}
+
+/// The batch of `item` when it is a Subscribe response carrying messages.
+fn subscribe_batch(item: &dyn Any) -> Option<&MessageBatch> {
+    item.downcast_ref::<SubscribeResponse>()
+        .and_then(subscribe_batch::batch_of)
 }

@@ -4,6 +4,8 @@
 mod batch_answer;
 pub mod batch_request;
 pub mod codec;
+mod scratch;
+mod subscribe_batch;
 
 pub use generated::*;
 

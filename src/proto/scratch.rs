@@ -1,0 +1,46 @@
+//! A few encoded bytes assembled on the stack, so that a small message is
+//! written into the outgoing buffer with one copy rather than a call per
+//! byte.
+
+/// Up to `N` bytes; callers size `N` for the longest message they write.
+pub struct Scratch<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Scratch<N> {
+    fn default() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> Scratch<N> {
+    /// Appends one byte.
+    pub fn put(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// Appends `value` as a protobuf varint.
+    pub fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.put((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.put(value as u8);
+    }
+
+    /// Appends `slice`.
+    pub fn slice(&mut self, slice: &[u8]) {
+        self.bytes[self.len..self.len + slice.len()].copy_from_slice(slice);
+        self.len += slice.len();
+    }
+
+    /// What was appended.
+    pub fn written(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}

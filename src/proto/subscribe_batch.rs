@@ -1,0 +1,219 @@
+//! The encoding of a Subscribe batch (`SubscribeResponse` holding a
+//! `MessageBatch`), byte for byte as prost writes it.
+//!
+//! prost measured every delivered message three times on its way out (for
+//! the response, for the batch and for the message itself) and wrote each
+//! key and length a byte at a time: about 740 instructions per delivered
+//! message, a quarter of the gateway's own work per message read. Here each
+//! message is measured once and written in two copies (its fields, then its
+//! payload). A message with headers goes through prost.
+
+use super::{
+    DeliveredMessage, MessageBatch, SubscribeResponse, scratch::Scratch, subscribe_response::Kind,
+};
+use bytes::BufMut;
+use prost::encoding::{encoded_len_varint, message};
+
+/// The batch's field numbers of its messages and its resume token.
+const MESSAGES_FIELD: u32 = 1;
+const RESUME_TOKEN_FIELD: u32 = 2;
+/// Key bytes: field number << 3 | wire type (0 varint, 2 length-delimited).
+const BATCH_KEY: u8 = 0x12;
+const MESSAGE_KEY: u8 = 0x0a;
+const PARTITION_KEY: u8 = 0x08;
+const OFFSET_KEY: u8 = 0x10;
+const ID_KEY: u8 = 0x1a;
+const TIMESTAMP_KEY: u8 = 0x20;
+const PAYLOAD_KEY: u8 = 0x32;
+/// Longest id written by hand (the gateway's ids are 36-byte UUIDs); longer
+/// ones go through prost, so a message's fields always fit their
+/// [`Scratch`]: keys and lengths (1 + 4 + 1 + 1 + 1 + 4), a partition (5),
+/// an offset and a timestamp (10 each) and the id.
+const MAX_ID_BYTES: usize = 64;
+
+/// The batch of `response`, when it is one this module writes.
+pub fn batch_of(response: &SubscribeResponse) -> Option<&MessageBatch> {
+    match &response.kind {
+        Some(Kind::Batch(batch)) => Some(batch),
+        _ => None,
+    }
+}
+
+/// The encoded length of a response holding `batch`.
+pub fn encoded_len(batch: &MessageBatch) -> usize {
+    let inner = batch_len(batch);
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// Writes a response holding `batch`.
+pub fn encode(batch: &MessageBatch, buf: &mut impl BufMut) {
+    let mut head = Scratch::<16>::default();
+    head.put(BATCH_KEY);
+    head.varint(batch_len(batch) as u64);
+    buf.put_slice(head.written());
+    for delivered in &batch.messages {
+        if !is_plain(delivered) {
+            message::encode(MESSAGES_FIELD, delivered, buf);
+            continue;
+        }
+        let fields = fields_len(delivered);
+        let mut scratch = Scratch::<128>::default();
+        scratch.put(MESSAGE_KEY);
+        scratch.varint(message_len(delivered, fields) as u64);
+        if delivered.partition_id != 0 {
+            scratch.put(PARTITION_KEY);
+            scratch.varint(u64::from(delivered.partition_id));
+        }
+        if delivered.offset != 0 {
+            scratch.put(OFFSET_KEY);
+            scratch.varint(delivered.offset);
+        }
+        if !delivered.id.is_empty() {
+            scratch.put(ID_KEY);
+            scratch.varint(delivered.id.len() as u64);
+            scratch.slice(delivered.id.as_bytes());
+        }
+        if delivered.timestamp_micros != 0 {
+            scratch.put(TIMESTAMP_KEY);
+            scratch.varint(delivered.timestamp_micros);
+        }
+        if !delivered.payload.is_empty() {
+            scratch.put(PAYLOAD_KEY);
+            scratch.varint(delivered.payload.len() as u64);
+        }
+        buf.put_slice(scratch.written());
+        buf.put_slice(&delivered.payload);
+    }
+    if !batch.resume_token.is_empty() {
+        prost::encoding::string::encode(RESUME_TOKEN_FIELD, &batch.resume_token, buf);
+    }
+}
+
+/// Whether `delivered` is written by hand: no headers, an id that fits.
+fn is_plain(delivered: &DeliveredMessage) -> bool {
+    delivered.headers.is_empty() && delivered.id.len() <= MAX_ID_BYTES
+}
+
+/// The length of the `MessageBatch` itself.
+fn batch_len(batch: &MessageBatch) -> usize {
+    let messages: usize = batch
+        .messages
+        .iter()
+        .map(|delivered| {
+            if is_plain(delivered) {
+                let inner = message_len(delivered, fields_len(delivered));
+                1 + encoded_len_varint(inner as u64) + inner
+            } else {
+                message::encoded_len(MESSAGES_FIELD, delivered)
+            }
+        })
+        .sum();
+    let token = match batch.resume_token.len() {
+        0 => 0,
+        len => 1 + encoded_len_varint(len as u64) + len,
+    };
+    messages + token
+}
+
+/// The length of a plain message whose fields before the payload take
+/// `fields` bytes.
+fn message_len(delivered: &DeliveredMessage, fields: usize) -> usize {
+    let payload = match delivered.payload.len() {
+        0 => 0,
+        len => 1 + encoded_len_varint(len as u64) + len,
+    };
+    fields + payload
+}
+
+/// The length of a plain message's fields before its payload; prost leaves
+/// out zeros and empty strings.
+fn fields_len(delivered: &DeliveredMessage) -> usize {
+    let varint = |value: u64| match value {
+        0 => 0,
+        value => 1 + encoded_len_varint(value),
+    };
+    let id = match delivered.id.len() {
+        0 => 0,
+        len => 1 + encoded_len_varint(len as u64) + len,
+    };
+    varint(u64::from(delivered.partition_id))
+        + varint(delivered.offset)
+        + id
+        + varint(delivered.timestamp_micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{HeaderValue, header_value};
+    use bytes::Bytes;
+    use prost::Message;
+
+    fn delivered(partition_id: u32, offset: u64, id: &str, payload: &[u8]) -> DeliveredMessage {
+        DeliveredMessage {
+            partition_id,
+            offset,
+            id: id.into(),
+            timestamp_micros: 1_700_000_000_000_000_u64.wrapping_add(offset),
+            headers: Default::default(),
+            payload: Bytes::copy_from_slice(payload),
+        }
+    }
+
+    fn written(batch: &MessageBatch) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(encoded_len(batch));
+        encode(batch, &mut bytes);
+        assert_eq!(bytes.len(), encoded_len(batch), "measured as written");
+        bytes
+    }
+
+    fn by_prost(batch: &MessageBatch) -> Vec<u8> {
+        SubscribeResponse {
+            kind: Some(Kind::Batch(batch.clone())),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn writes_every_kind_of_message_as_prost_does() {
+        let uuid = "6f2b0c1e-7a3d-4e55-9d0a-1b2c3d4e5f60";
+        let mut with_headers = delivered(1, 2, uuid, b"with headers");
+        with_headers.headers.insert(
+            "k".into(),
+            HeaderValue {
+                kind: Some(header_value::Kind::StringValue("v".into())),
+            },
+        );
+        let zeros = DeliveredMessage {
+            timestamp_micros: 0,
+            ..delivered(0, 0, "", b"")
+        };
+        let batch = MessageBatch {
+            messages: vec![
+                delivered(0, 0, uuid, &[1; 1024]),
+                delivered(3, 1_000_000, uuid, &[2; 20_000]),
+                delivered(u32::MAX, u64::MAX, uuid, b"x"),
+                zeros,
+                with_headers,
+                delivered(1, 5, &"y".repeat(MAX_ID_BYTES), b"long id"),
+                delivered(1, 6, &"z".repeat(MAX_ID_BYTES + 1), b"longer id"),
+            ],
+            resume_token: "token".into(),
+        };
+        assert_eq!(written(&batch), by_prost(&batch));
+        let empty = MessageBatch::default();
+        assert_eq!(written(&empty), by_prost(&empty), "an empty batch");
+    }
+
+    #[test]
+    fn a_thousand_messages_decode_back() {
+        let batch = MessageBatch {
+            messages: (0..1_000)
+                .map(|offset| delivered(2, offset, &format!("{offset:036}"), &[7; 1024]))
+                .collect(),
+            resume_token: "t".repeat(200),
+        };
+        let decoded = SubscribeResponse::decode(written(&batch).as_slice()).expect("decodes");
+        assert_eq!(decoded.kind, Some(Kind::Batch(batch)));
+    }
+}
