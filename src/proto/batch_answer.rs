@@ -22,9 +22,10 @@ const FIELD_2_VARINT: u8 = 0x10;
 /// The key of varint field 3 (`offset`).
 const FIELD_3_VARINT: u8 = 0x18;
 /// Longest id written by hand; longer ones (never the gateway's own UUIDs)
-/// go through prost, so a stored result always fits its [`Scratch`]: keys
-/// and lengths (at most 2 + 3 + 2 bytes), the id, a partition (6) and an
-/// offset (11).
+/// go through prost, so a stored result always fits its 96-byte
+/// [`Scratch`]: at most 87 bytes, of an id key and length (2), the id, a
+/// partition (6) and an offset (11), wrapped twice in a key and a one-byte
+/// length (4).
 const MAX_ID_BYTES: usize = 64;
 
 /// The encoded length of `results` as field 1 of an answer.

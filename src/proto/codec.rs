@@ -1,13 +1,12 @@
 //! The codec of the gateway's services: prost, except that each message is
-//! encoded into a buffer reserved at its exact size, and a batch answer's
-//! results and a Subscribe batch are written by [`batch_answer`] and
-//! [`subscribe_batch`]. tonic's own prost encoder starts
-//! from 8 KiB and grows by doubling, so a 1 MiB batch was copied about twice
-//! over while it was encoded.
+//! encoded into a buffer reserved at its exact size (tonic's own prost
+//! encoder starts from 8 KiB and grows by doubling, so a 1 MiB batch was
+//! copied about twice over while it was encoded), and that batch answers and
+//! Subscribe batches are written by [`batch_answer`] and [`subscribe_batch`].
 
 use super::{
-    MessageBatch, PublishBatchResponse, PublishEventBatchResponse, SubscribeResponse, batch_answer,
-    subscribe_batch,
+    BatchEntryResult, MessageBatch, PublishBatchResponse, PublishEventBatchResponse,
+    SubscribeResponse, batch_answer, subscribe_batch,
 };
 use prost::Message;
 use std::{any::Any, marker::PhantomData};
@@ -55,12 +54,12 @@ impl<T: Message + 'static> Encoder for PresizedEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        if let Some(results) = batch_results(&item) {
+        if let Some(results) = answer_results(&item) {
             buf.reserve(batch_answer::encoded_len(results));
             batch_answer::encode(results, buf);
             return Ok(());
         }
-        if let Some(batch) = subscribe_batch(&item) {
+        if let Some(batch) = delivered_batch(&item) {
             buf.reserve(subscribe_batch::encoded_len(batch));
             subscribe_batch::encode(batch, buf);
             return Ok(());
@@ -77,7 +76,7 @@ impl<T: Message + 'static> Encoder for PresizedEncoder<T> {
 
 /// The results of `item` when it is a batch answer, whose only field they
 /// are.
-fn batch_results(item: &dyn Any) -> Option<&[super::BatchEntryResult]> {
+fn answer_results(item: &dyn Any) -> Option<&[BatchEntryResult]> {
     if let Some(answer) = item.downcast_ref::<PublishBatchResponse>() {
         return Some(&answer.results);
     }
@@ -86,7 +85,7 @@ fn batch_results(item: &dyn Any) -> Option<&[super::BatchEntryResult]> {
 }
 
 /// The batch of `item` when it is a Subscribe response carrying messages.
-fn subscribe_batch(item: &dyn Any) -> Option<&MessageBatch> {
+fn delivered_batch(item: &dyn Any) -> Option<&MessageBatch> {
     item.downcast_ref::<SubscribeResponse>()
         .and_then(subscribe_batch::batch_of)
 }

@@ -26,9 +26,9 @@ const ID_KEY: u8 = 0x1a;
 const TIMESTAMP_KEY: u8 = 0x20;
 const PAYLOAD_KEY: u8 = 0x32;
 /// Longest id written by hand (the gateway's ids are 36-byte UUIDs); longer
-/// ones go through prost, so a message's fields always fit their
-/// [`Scratch`]: keys and lengths (1 + 4 + 1 + 1 + 1 + 4), a partition (5),
-/// an offset and a timestamp (10 each) and the id.
+/// ones go through prost, so a message's fields always fit their 128-byte
+/// [`Scratch`]: at most 116 bytes, of six keys, a partition (5), an offset, a
+/// timestamp and two lengths (10 each at most), an id length (1) and the id.
 const MAX_ID_BYTES: usize = 64;
 
 /// The batch of `response`, when it is one this module writes.

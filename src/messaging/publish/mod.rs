@@ -77,7 +77,7 @@ impl Entries {
     }
 
     /// The entries one by one, in order.
-    fn into_iter(self) -> impl Iterator<Item = Entry> {
+    fn into_entries(self) -> impl Iterator<Item = Entry> {
         self.routes
             .into_iter()
             .zip(self.ids)
@@ -192,7 +192,7 @@ impl Publisher {
                         self.router.invalidate_all();
                         let error = send_error(error, stream, topic, group.partition);
                         for (index, entry) in
-                            group.indices.into_iter().zip(group.entries.into_iter())
+                            group.indices.into_iter().zip(group.entries.into_entries())
                         {
                             if entry.route.needs_count() {
                                 positions.push(index);
@@ -343,7 +343,7 @@ fn group_by_partition(
             (partition, group)
         })
         .collect();
-    for ((entry, index), partition) in entries.into_iter().zip(positions).zip(partitions) {
+    for ((entry, index), partition) in entries.into_entries().zip(positions).zip(partitions) {
         let Some(group) = groups.get_mut(&partition) else {
             continue; // every partition was counted above
         };
