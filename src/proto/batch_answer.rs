@@ -50,15 +50,8 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
                 scratch.varint(wrapped_len(inner) as u64);
                 scratch.put(FIELD_1_BYTES);
                 scratch.varint(inner as u64);
-                if !stored.id.is_empty() {
-                    scratch.put(FIELD_1_BYTES);
-                    scratch.varint(stored.id.len() as u64);
-                    scratch.slice(stored.id.as_bytes());
-                }
-                if stored.partition_id != 0 {
-                    scratch.put(FIELD_2_VARINT);
-                    scratch.varint(u64::from(stored.partition_id));
-                }
+                scratch.bytes_field(FIELD_1_BYTES, stored.id.as_bytes());
+                scratch.varint_field(FIELD_2_VARINT, u64::from(stored.partition_id));
                 if let Some(offset) = stored.offset {
                     scratch.put(FIELD_3_VARINT);
                     scratch.varint(offset);

@@ -39,6 +39,25 @@ impl<const N: usize> Scratch<N> {
         self.len += slice.len();
     }
 
+    /// Appends a varint field (its one-byte `key`, then `value`), left out
+    /// when zero, as proto3 leaves it out.
+    pub fn varint_field(&mut self, key: u8, value: u64) {
+        if value != 0 {
+            self.put(key);
+            self.varint(value);
+        }
+    }
+
+    /// Appends a length-delimited field (its one-byte `key`, its length,
+    /// then `bytes`), left out when empty, as proto3 leaves it out.
+    pub fn bytes_field(&mut self, key: u8, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.put(key);
+            self.varint(bytes.len() as u64);
+            self.slice(bytes);
+        }
+    }
+
     /// What was appended.
     pub fn written(&self) -> &[u8] {
         &self.bytes[..self.len]

@@ -60,23 +60,10 @@ pub fn encode(batch: &MessageBatch, buf: &mut impl BufMut) {
         let mut scratch = Scratch::<128>::default();
         scratch.put(MESSAGE_KEY);
         scratch.varint(message_len(delivered, fields) as u64);
-        if delivered.partition_id != 0 {
-            scratch.put(PARTITION_KEY);
-            scratch.varint(u64::from(delivered.partition_id));
-        }
-        if delivered.offset != 0 {
-            scratch.put(OFFSET_KEY);
-            scratch.varint(delivered.offset);
-        }
-        if !delivered.id.is_empty() {
-            scratch.put(ID_KEY);
-            scratch.varint(delivered.id.len() as u64);
-            scratch.slice(delivered.id.as_bytes());
-        }
-        if delivered.timestamp_micros != 0 {
-            scratch.put(TIMESTAMP_KEY);
-            scratch.varint(delivered.timestamp_micros);
-        }
+        scratch.varint_field(PARTITION_KEY, u64::from(delivered.partition_id));
+        scratch.varint_field(OFFSET_KEY, delivered.offset);
+        scratch.bytes_field(ID_KEY, delivered.id.as_bytes());
+        scratch.varint_field(TIMESTAMP_KEY, delivered.timestamp_micros);
         if !delivered.payload.is_empty() {
             scratch.put(PAYLOAD_KEY);
             scratch.varint(delivered.payload.len() as u64);
