@@ -6,10 +6,15 @@
 //! through, and writes each tag and length through the buffer one byte at a
 //! time: a 1,000-result answer cost about 400 instructions per result, more
 //! than a tenth of the gateway's own work per published message. A stored
-//! result is small and fixed in shape, so it is measured once and written
-//! with one copy into the buffer. Errors, rare and larger, go through prost.
+//! result is small and fixed in shape: its length is a sum of its fields'
+//! lengths, and it is written with one copy into the buffer. Errors, rare
+//! and larger, go through prost.
 
-use super::{BatchEntryResult, PublishResult, batch_entry_result::Outcome, scratch::Scratch};
+use super::{
+    BatchEntryResult, PublishResult,
+    batch_entry_result::Outcome,
+    scratch::{Scratch, bytes_field_len, nested_len, varint_field_len},
+};
 use bytes::BufMut;
 use prost::encoding::{encoded_len_varint, message};
 
@@ -33,7 +38,7 @@ pub fn encoded_len(results: &[BatchEntryResult]) -> usize {
     results
         .iter()
         .map(|result| match stored(result) {
-            Some(stored) => wrapped_len(entry_len(stored)),
+            Some(stored) => nested_len(nested_len(stored_len(stored))),
             None => message::encoded_len(RESULTS_FIELD, result),
         })
         .sum()
@@ -47,7 +52,7 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
                 let inner = stored_len(stored);
                 let mut scratch = Scratch::<96>::default();
                 scratch.put(FIELD_1_BYTES);
-                scratch.varint(wrapped_len(inner) as u64);
+                scratch.varint(nested_len(inner) as u64);
                 scratch.put(FIELD_1_BYTES);
                 scratch.varint(inner as u64);
                 scratch.bytes_field(FIELD_1_BYTES, stored.id.as_bytes());
@@ -71,32 +76,13 @@ fn stored(result: &BatchEntryResult) -> Option<&PublishResult> {
     }
 }
 
-/// The length of a `BatchEntryResult` holding `stored`.
-fn entry_len(stored: &PublishResult) -> usize {
-    wrapped_len(stored_len(stored))
-}
-
-/// The length of a message holding one length-delimited field of `inner`
-/// bytes with a one-byte key.
-fn wrapped_len(inner: usize) -> usize {
-    1 + encoded_len_varint(inner as u64) + inner
-}
-
 /// The length of `stored` itself; prost leaves out an empty id and a zero
 /// partition, and writes an offset whenever it is set.
 fn stored_len(stored: &PublishResult) -> usize {
-    let id = match stored.id.len() {
-        0 => 0,
-        len => 1 + encoded_len_varint(len as u64) + len,
-    };
-    let partition = match stored.partition_id {
-        0 => 0,
-        partition => 1 + encoded_len_varint(u64::from(partition)),
-    };
     let offset = stored
         .offset
         .map_or(0, |offset| 1 + encoded_len_varint(offset));
-    id + partition + offset
+    bytes_field_len(stored.id.len()) + varint_field_len(u64::from(stored.partition_id)) + offset
 }
 
 #[cfg(test)]

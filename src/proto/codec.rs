@@ -60,8 +60,9 @@ impl<T: Message + 'static> Encoder for PresizedEncoder<T> {
             return Ok(());
         }
         if let Some(batch) = delivered_batch(&item) {
-            buf.reserve(subscribe_batch::encoded_len(batch));
-            subscribe_batch::encode(batch, buf);
+            let measured = subscribe_batch::measure(batch);
+            buf.reserve(measured.encoded_len());
+            measured.encode(buf);
             return Ok(());
         }
         buf.reserve(item.encoded_len());

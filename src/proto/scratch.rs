@@ -1,6 +1,31 @@
 //! A few encoded bytes assembled on the stack, so that a small message is
 //! written into the outgoing buffer with one copy rather than a call per
-//! byte.
+//! byte; and the lengths of the fields it writes, to measure a message
+//! before writing it.
+
+use prost::encoding::encoded_len_varint;
+
+/// The length of a field [`Scratch::varint_field`] writes for `value`.
+pub fn varint_field_len(value: u64) -> usize {
+    match value {
+        0 => 0,
+        value => 1 + encoded_len_varint(value),
+    }
+}
+
+/// The length of a field [`Scratch::bytes_field`] writes for `len` bytes.
+pub fn bytes_field_len(len: usize) -> usize {
+    match len {
+        0 => 0,
+        len => nested_len(len),
+    }
+}
+
+/// The length of a field that is always written, even empty (a nested
+/// message, a `oneof` member): a one-byte key, the length, `inner` bytes.
+pub fn nested_len(inner: usize) -> usize {
+    1 + encoded_len_varint(inner as u64) + inner
+}
 
 /// Up to `N` bytes; callers size `N` for the longest message they write.
 pub struct Scratch<const N: usize> {
