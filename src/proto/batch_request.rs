@@ -43,26 +43,59 @@ fn read(message: &Bytes) -> Option<PublishBatchRequest> {
     let mut others = Vec::new();
     let mut at = 0;
     while at < message.len() {
-        let mut rest = &message[at..];
-        let (tag, wire_type) = decode_key(&mut rest).ok()?;
-        if tag == ENTRIES_FIELD && wire_type == WireType::LengthDelimited {
-            let length = length_of(&mut rest)?;
-            let start = message.len() - rest.len();
+        let field = field_at(message, at)?;
+        if field.is_entry() {
             request
                 .messages
-                .push(read_entry(message, start..start + length)?);
-            at = start + length;
+                .push(read_entry(message, field.value.clone())?);
         } else {
-            skip_field(wire_type, tag, &mut rest, DecodeContext::default()).ok()?;
-            let end = message.len() - rest.len();
-            others.extend_from_slice(&message[at..end]);
-            at = end;
+            others.extend_from_slice(&message[at..field.value.end]);
         }
+        at = field.value.end;
     }
     if !others.is_empty() {
         request.merge(others.as_slice()).ok()?;
     }
     Some(request)
+}
+
+/// One top-level field of a request.
+struct Field {
+    tag: u32,
+    wire_type: WireType,
+    /// Where its value lies in the request; the field ends where it ends.
+    value: Range<usize>,
+}
+
+impl Field {
+    /// Whether this is one of the entries.
+    fn is_entry(&self) -> bool {
+        self.tag == ENTRIES_FIELD && self.wire_type == WireType::LengthDelimited
+    }
+}
+
+/// The field starting at `at` of `message`, or `None` if it is malformed.
+/// Every field of a batch request is length-delimited: stepped over by its
+/// length, a third of the cost of prost's general `skip_field`. Inlined:
+/// it runs twice per entry.
+#[inline(always)]
+fn field_at(message: &[u8], at: usize) -> Option<Field> {
+    let mut rest = message.get(at..)?;
+    let (tag, wire_type) = decode_key(&mut rest).ok()?;
+    let value = if wire_type == WireType::LengthDelimited {
+        let length = length_of(&mut rest)?;
+        let start = message.len() - rest.len();
+        start..start + length
+    } else {
+        let start = message.len() - rest.len();
+        skip_field(wire_type, tag, &mut rest, DecodeContext::default()).ok()?;
+        start..message.len() - rest.len()
+    };
+    Some(Field {
+        tag,
+        wire_type,
+        value,
+    })
 }
 
 /// The entry at `range` of `message`: read directly when it is a message
@@ -138,24 +171,14 @@ fn length_of(rest: &mut &[u8]) -> Option<usize> {
 /// How many entries `message` holds, counted up to the first malformed field
 /// (it then goes to prost whole).
 fn count_entries(message: &[u8]) -> usize {
-    let mut rest = message;
     let mut count = 0;
-    while !rest.is_empty() {
-        let Ok((tag, wire_type)) = decode_key(&mut rest) else {
+    let mut at = 0;
+    while at < message.len() {
+        let Some(field) = field_at(message, at) else {
             break;
         };
-        let stepped_over = match wire_type {
-            // Every field of a batch request: stepped over by its length,
-            // a third of the cost of prost's general `skip_field`.
-            WireType::LengthDelimited => length_of(&mut rest)
-                .map(|length| rest = &rest[length..])
-                .is_some(),
-            _ => skip_field(wire_type, tag, &mut rest, DecodeContext::default()).is_ok(),
-        };
-        if !stepped_over {
-            break;
-        }
-        count += usize::from(tag == ENTRIES_FIELD);
+        count += usize::from(field.is_entry());
+        at = field.value.end;
     }
     count
 }
