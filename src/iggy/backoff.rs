@@ -1,7 +1,7 @@
 //! Exponential backoff with full jitter, for reconnecting to Iggy and
 //! restarting an embedded server without a thundering herd.
 
-use rand::Rng;
+use rand::RngExt;
 use std::time::Duration;
 
 /// Delays that double from `initial` up to `max`, each drawn at random
