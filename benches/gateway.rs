@@ -22,7 +22,9 @@
 //! The gateway is the `iggy-grpc` binary in its own process, as deployed. The
 //! throughput rows also show where the CPU went: microseconds per message used
 //! by the clients (this process), the gateway and iggy-server. Everything
-//! shares the machine's cores, so a path's rate is bounded by its total.
+//! shares the machine's cores, so a path's rate is bounded by its total; the
+//! cores each path kept busy, in all and in iggy-server, show whether the
+//! cores or Iggy's one shard bound it.
 
 use bytes::Bytes;
 use iggy::prelude::{
@@ -929,6 +931,27 @@ async fn run() {
         let rate = |mode| find_row(&rows, workload, mode).map(|r| r.msgs_per_s);
         if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
             println!("{workload}: gateway / http = {:.2}", gateway / http);
+        }
+        // What bounds each path: near 1.0 for Iggy, its one shard is full;
+        // near 2.0 in all, the two cores are.
+        let busy: Vec<String> = PATHS
+            .iter()
+            .filter_map(|mode| {
+                let row = find_row(&rows, workload, mode)?;
+                let [clients, gateway, iggy] = row.cpu?;
+                let cores = |us_per_message: f64| row.msgs_per_s * us_per_message / 1e6;
+                Some(format!(
+                    "{mode} {:.2} / {:.2}",
+                    cores(clients + gateway + iggy),
+                    cores(iggy)
+                ))
+            })
+            .collect();
+        if !busy.is_empty() {
+            println!(
+                "{workload}: cores busy, all / iggy-server: {}",
+                busy.join(", ")
+            );
         }
     }
     if let Some(idle_rate) = idle_rate {
