@@ -410,30 +410,37 @@ async fn publish_gateway(channels: &[Channel], stream: &str, topic: &str, batche
     (channels.len() as u64 * batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Single-message publishes at a fixed rate; latency of each call.
+/// Single-message publishes at a fixed rate; latency of each call. The
+/// calls run in a task on the runtime's workers, as a service's handlers
+/// would, like the throughput workloads' clients.
 async fn single_latency<F, Fut>(seconds: u64, rate: u64, mut publish: F) -> (f64, Vec<Duration>)
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
 {
-    let mut latencies = Vec::new();
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(seconds) {
-        ticker.tick().await;
-        let sent = Instant::now();
-        publish().await;
-        latencies.push(sent.elapsed());
-    }
-    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    (rate, latencies)
+    tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(seconds) {
+            ticker.tick().await;
+            let sent = Instant::now();
+            publish().await;
+            latencies.push(sent.elapsed());
+        }
+        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        latencies.sort_unstable();
+        (rate, latencies)
+    })
+    .await
+    .expect("latency workload")
 }
 
 /// Single-message publishes over the SDK (TCP or HTTP).
 async fn sdk_single(client: &Arc<IggyClient>, seconds: u64, rate: u64) -> (f64, Vec<Duration>) {
-    single_latency(seconds, rate, || {
-        let client = Arc::clone(client);
+    let client = Arc::clone(client);
+    single_latency(seconds, rate, move || {
+        let client = Arc::clone(&client);
         async move {
             client
                 .send_messages(
@@ -637,8 +644,9 @@ async fn run() {
         let rate = 200;
         let (achieved, lat) = sdk_single(&direct, seconds, rate).await;
         rows.push(latency_row("single publish", "direct", achieved, &lat));
-        let (achieved, lat) = single_latency(seconds, rate, || {
-            let mut client = grpc.clone();
+        let publisher = grpc.clone();
+        let (achieved, lat) = single_latency(seconds, rate, move || {
+            let mut client = publisher.clone();
             async move {
                 client
                     .publish(proto::PublishRequest {
@@ -657,7 +665,7 @@ async fn run() {
         rows.push(latency_row("single publish", "gateway", achieved, &lat));
         // The gRPC hop alone: a health check the gateway answers without Iggy.
         let health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
-        let (achieved, lat) = single_latency(seconds, rate, || {
+        let (achieved, lat) = single_latency(seconds, rate, move || {
             let mut client = health.clone();
             async move {
                 client
