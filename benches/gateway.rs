@@ -940,8 +940,8 @@ async fn run() {
         if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
             println!("{workload}: gateway / http = {:.2}", gateway / http);
         }
-        // What bounds each path: near 1.0 for Iggy, its one shard is full;
-        // near 2.0 in all, the two cores are.
+        // What bounds each path: Iggy near 1.0 means its one shard is full;
+        // all near the machine's core count means the cores are.
         let busy: Vec<String> = PATHS
             .iter()
             .filter_map(|mode| {
