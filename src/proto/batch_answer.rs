@@ -13,19 +13,20 @@
 use super::{
     BatchEntryResult, PublishResult,
     batch_entry_result::Outcome,
-    scratch::{Scratch, bytes_field_len, nested_len, varint_field_len},
+    scratch::{Scratch, bytes_field_len, field_key, nested_len, varint_field_len},
 };
 use bytes::BufMut;
-use prost::encoding::{encoded_len_varint, message};
+use prost::encoding::{WireType, encoded_len_varint, message};
 
 /// The answer's field number of its results.
 const RESULTS_FIELD: u32 = 1;
-/// The key of a length-delimited field 1 (results; `stored`; `id`).
-const FIELD_1_BYTES: u8 = 0x0a;
-/// The key of varint field 2 (`partition_id`).
-const FIELD_2_VARINT: u8 = 0x10;
-/// The key of varint field 3 (`offset`).
-const FIELD_3_VARINT: u8 = 0x18;
+/// Keys: the answer's results, a result's `stored` outcome, and a stored
+/// result's `id`, `partition_id` and `offset`.
+const RESULT_KEY: u8 = field_key(RESULTS_FIELD as u8, WireType::LengthDelimited);
+const STORED_KEY: u8 = field_key(1, WireType::LengthDelimited);
+const ID_KEY: u8 = field_key(1, WireType::LengthDelimited);
+const PARTITION_KEY: u8 = field_key(2, WireType::Varint);
+const OFFSET_KEY: u8 = field_key(3, WireType::Varint);
 /// Longest id written by hand; longer ones (never the gateway's own UUIDs)
 /// go through prost, so a stored result always fits its 96-byte
 /// [`Scratch`]: at most 87 bytes, of an id key and length (2), the id, a
@@ -51,14 +52,14 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
             Some(stored) => {
                 let inner = stored_len(stored);
                 let mut scratch = Scratch::<96>::default();
-                scratch.put(FIELD_1_BYTES);
+                scratch.put(RESULT_KEY);
                 scratch.varint(nested_len(inner) as u64);
-                scratch.put(FIELD_1_BYTES);
+                scratch.put(STORED_KEY);
                 scratch.varint(inner as u64);
-                scratch.bytes_field(FIELD_1_BYTES, stored.id.as_bytes());
-                scratch.varint_field(FIELD_2_VARINT, u64::from(stored.partition_id));
+                scratch.bytes_field(ID_KEY, stored.id.as_bytes());
+                scratch.varint_field(PARTITION_KEY, u64::from(stored.partition_id));
                 if let Some(offset) = stored.offset {
-                    scratch.put(FIELD_3_VARINT);
+                    scratch.put(OFFSET_KEY);
                     scratch.varint(offset);
                 }
                 buf.put_slice(scratch.written());

@@ -11,7 +11,7 @@
 //! prost, and a request this reading does not accept as well formed is
 //! decoded whole by prost, so malformed input fails with prost's own error.
 
-use super::{BatchMessage, Message, PublishBatchRequest};
+use super::{BatchMessage, Message, PublishBatchRequest, scratch::field_key};
 use bytes::Bytes;
 use prost::{
     DecodeError, Message as _,
@@ -21,10 +21,10 @@ use std::ops::Range;
 
 /// The request's field number of its entries.
 const ENTRIES_FIELD: u32 = 4;
-/// The key of a length-delimited field 1 (an entry's message; its id).
-const FIELD_1_BYTES: u8 = 0x0a;
-/// The key of a length-delimited field 2 (a message's payload).
-const FIELD_2_BYTES: u8 = 0x12;
+/// Keys: an entry's message, and a message's id and payload.
+const MESSAGE_KEY: u8 = field_key(1, WireType::LengthDelimited);
+const ID_KEY: u8 = field_key(1, WireType::LengthDelimited);
+const PAYLOAD_KEY: u8 = field_key(2, WireType::LengthDelimited);
 
 /// Decodes `message` as prost would.
 pub fn decode(message: Bytes) -> Result<PublishBatchRequest, DecodeError> {
@@ -110,7 +110,7 @@ fn read_entry(message: &Bytes, range: Range<usize>) -> Option<BatchMessage> {
 fn read_plain_entry(message: &Bytes, range: Range<usize>) -> Option<BatchMessage> {
     let mut rest = message.get(range.clone())?;
     let (&key, after_key) = rest.split_first()?;
-    if key != FIELD_1_BYTES {
+    if key != MESSAGE_KEY {
         return None;
     }
     rest = after_key;
@@ -134,8 +134,8 @@ fn read_plain_message(message: &Bytes, range: Range<usize>) -> Option<Message> {
         let length = length_of(&mut rest)?;
         let (value, after_value) = rest.split_at(length);
         match key {
-            FIELD_1_BYTES if id.is_none() => id = Some(std::str::from_utf8(value).ok()?.to_owned()),
-            FIELD_2_BYTES if payload.is_none() => {
+            ID_KEY if id.is_none() => id = Some(std::str::from_utf8(value).ok()?.to_owned()),
+            PAYLOAD_KEY if payload.is_none() => {
                 let start = range.end - rest.len();
                 payload = Some(message.slice(start..start + length));
             }

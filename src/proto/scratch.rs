@@ -1,9 +1,21 @@
 //! A few encoded bytes assembled on the stack, so that a small message is
 //! written into the outgoing buffer with one copy rather than a call per
-//! byte; and the lengths of the fields it writes, to measure a message
-//! before writing it.
+//! byte; the lengths of the fields it writes, to measure a message before
+//! writing it; and the one-byte field keys the hand-written encodings (and
+//! the batch request's reader) compare and write.
 
-use prost::encoding::encoded_len_varint;
+use prost::encoding::{WireType, encoded_len_varint};
+
+/// The one-byte key of field `number` (1-15) with `wire_type`, as protobuf
+/// writes it: the hand-written encodings name their keys by field, not by
+/// byte value.
+pub const fn field_key(number: u8, wire_type: WireType) -> u8 {
+    assert!(
+        number >= 1 && number <= 15,
+        "a one-byte key holds fields 1-15"
+    );
+    number << 3 | wire_type as u8
+}
 
 /// The length of a field [`Scratch::varint_field`] writes for `value`.
 pub fn varint_field_len(value: u64) -> usize {

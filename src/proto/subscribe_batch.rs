@@ -11,23 +11,24 @@
 
 use super::{
     DeliveredMessage, MessageBatch, SubscribeResponse,
-    scratch::{Scratch, bytes_field_len, nested_len, varint_field_len},
+    scratch::{Scratch, bytes_field_len, field_key, nested_len, varint_field_len},
     subscribe_response::Kind,
 };
 use bytes::BufMut;
-use prost::encoding::message;
+use prost::encoding::{WireType, message};
 
 /// The batch's field numbers of its messages and its resume token.
 const MESSAGES_FIELD: u32 = 1;
 const RESUME_TOKEN_FIELD: u32 = 2;
-/// Key bytes: field number << 3 | wire type (0 varint, 2 length-delimited).
-const BATCH_KEY: u8 = 0x12;
-const MESSAGE_KEY: u8 = 0x0a;
-const PARTITION_KEY: u8 = 0x08;
-const OFFSET_KEY: u8 = 0x10;
-const ID_KEY: u8 = 0x1a;
-const TIMESTAMP_KEY: u8 = 0x20;
-const PAYLOAD_KEY: u8 = 0x32;
+/// Keys: the response's batch, the batch's messages, and a delivered
+/// message's fields.
+const BATCH_KEY: u8 = field_key(2, WireType::LengthDelimited);
+const MESSAGE_KEY: u8 = field_key(MESSAGES_FIELD as u8, WireType::LengthDelimited);
+const PARTITION_KEY: u8 = field_key(1, WireType::Varint);
+const OFFSET_KEY: u8 = field_key(2, WireType::Varint);
+const ID_KEY: u8 = field_key(3, WireType::LengthDelimited);
+const TIMESTAMP_KEY: u8 = field_key(4, WireType::Varint);
+const PAYLOAD_KEY: u8 = field_key(6, WireType::LengthDelimited);
 /// Longest id written by hand (the gateway's ids are 36-byte UUIDs); longer
 /// ones go through prost, so a message's fields always fit their 128-byte
 /// [`Scratch`]: at most 116 bytes, of six keys, a partition (5), an offset, a
