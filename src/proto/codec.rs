@@ -90,3 +90,27 @@ fn delivered_batch(item: &dyn Any) -> Option<&MessageBatch> {
     item.downcast_ref::<SubscribeResponse>()
         .and_then(subscribe_batch::batch_of)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Heartbeat, subscribe_response::Kind};
+
+    // The hand encodings write what prost would, so the bytes on the wire
+    // cannot show whether the codec chose them: these checks do.
+    #[test]
+    fn batch_answers_and_subscribe_batches_take_the_hand_encodings() {
+        assert!(answer_results(&PublishBatchResponse::default()).is_some());
+        assert!(answer_results(&PublishEventBatchResponse::default()).is_some());
+        assert!(answer_results(&SubscribeResponse::default()).is_none());
+        let batch = SubscribeResponse {
+            kind: Some(Kind::Batch(MessageBatch::default())),
+        };
+        assert!(delivered_batch(&batch).is_some());
+        let heartbeat = SubscribeResponse {
+            kind: Some(Kind::Heartbeat(Heartbeat::default())),
+        };
+        assert!(delivered_batch(&heartbeat).is_none());
+        assert!(delivered_batch(&PublishBatchResponse::default()).is_none());
+    }
+}
