@@ -3,7 +3,10 @@
 //! (a) the Iggy SDK over TCP, (b) the gateway with a tonic client, (c) Iggy's
 //! HTTP API through the SDK's HTTP transport. Beside the single-publish
 //! latency, a health check through the gateway times the gRPC hop alone (no
-//! Iggy call in it). Also the subscription figures:
+//! Iggy call in it), and the same check against a bare tonic server (the
+//! health service alone, in its own process) times the floor of that hop:
+//! what any gateway served by tonic pays with this client on this machine.
+//! Also the subscription figures:
 //! publish-to-deliver latency, the poll rate of an idle subscription, and
 //! memory while a subscriber reads 1,000x slower than the publisher.
 //!
@@ -249,6 +252,62 @@ impl GatewayProcess {
             .find_map(|line| line.strip_prefix("iggy_grpc_subscription_polls_total "))
             .and_then(|value| value.trim().parse().ok())
             .expect("the subscription poll counter")
+    }
+}
+
+/// Set in the environment of the bench binary run again as the bare tonic
+/// server that times the floor of the gRPC hop.
+const FLOOR_SERVER: &str = "BENCH_FLOOR_SERVER";
+
+/// The bare tonic server: the health service alone, no layers, on a
+/// multi-thread runtime like the gateway's, in its own process (this bench
+/// binary run again). It prints its port on its first line of output.
+fn serve_floor() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        println!("{}", listener.local_addr().expect("bound").port());
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
+            .await
+            .expect("serve");
+    });
+}
+
+/// The running bare tonic server; killed when dropped.
+struct FloorServer {
+    _child: tokio::process::Child,
+    address: String,
+}
+
+impl FloorServer {
+    async fn start() -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env::current_exe().expect("bench binary"))
+            .env(FLOOR_SERVER, "1")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the bare tonic server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut port = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut port)
+            .await
+            .expect("the bare server's port");
+        Self {
+            _child: child,
+            address: format!("http://127.0.0.1:{}", port.trim()),
+        }
     }
 }
 
@@ -530,6 +589,9 @@ async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) 
 }
 
 fn main() {
+    if env::var_os(FLOOR_SERVER).is_some() {
+        return serve_floor();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -683,6 +745,34 @@ async fn run() {
             achieved,
             &lat,
         ));
+        // The floor of that hop: the same check, client and rate against a
+        // bare tonic server.
+        let floor = FloorServer::start().await;
+        let health = tonic_health::pb::health_client::HealthClient::new(
+            Channel::from_shared(floor.address.clone())
+                .expect("uri")
+                .connect()
+                .await
+                .expect("the bare tonic server"),
+        );
+        let (achieved, lat) = single_latency(seconds, rate, move || {
+            let mut client = health.clone();
+            async move {
+                client
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .expect("check");
+            }
+        })
+        .await;
+        rows.push(latency_row(
+            "health check (bare tonic)",
+            "floor",
+            achieved,
+            &lat,
+        ));
         let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
         rows.push(latency_row("single publish", "http", achieved, &lat));
     }
@@ -813,57 +903,67 @@ async fn run() {
         rows.extend(samples.rows("subscribe read"));
     }
 
-    // 6. Memory while a subscriber reads 1,000x slower than the publisher.
-    create_topic(admin_client, "bench", "slow", 1).await;
-    let mut slow = MessagingServiceClient::new(channels[0].clone())
-        .subscribe(proto::SubscribeRequest {
-            stream: rid("bench"),
-            topic: rid("slow"),
-            consumer: Some(proto::Consumer {
-                kind: Some(proto::consumer::Kind::Name("slow".into())),
-            }),
-            batch_size: 1,
-            ack_mode: proto::AckMode::None as i32,
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let _ = slow.message().await;
-    let publish_rate = 2_000u64; // messages per second, 1 KiB each
-    let read_every = Duration::from_micros(1_000_000 * 1_000 / publish_rate); // 1,000x slower
-    let rss_start = memory_kib(gateway_pid, "VmRSS");
-    let mut rss_samples = Vec::new();
-    let started = Instant::now();
-    let mut published = 0u64;
-    let mut read = 0u64;
-    let mut next_read = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    while started.elapsed() < Duration::from_secs(slow_seconds) {
-        ticker.tick().await;
-        let mut messages: Vec<IggyMessage> =
-            (0..publish_rate / 10).map(|_| sdk_message()).collect();
-        direct
-            .send_messages(
-                &id("bench"),
-                &id("slow"),
-                &Partitioning::partition_id(0),
-                &mut messages,
-            )
+    let slow_line = if selected("BENCH_ONLY", "slow") {
+        // 6. Memory while a subscriber reads 1,000x slower than the publisher.
+        create_topic(admin_client, "bench", "slow", 1).await;
+        let mut slow = MessagingServiceClient::new(channels[0].clone())
+            .subscribe(proto::SubscribeRequest {
+                stream: rid("bench"),
+                topic: rid("slow"),
+                consumer: Some(proto::Consumer {
+                    kind: Some(proto::consumer::Kind::Name("slow".into())),
+                }),
+                batch_size: 1,
+                ack_mode: proto::AckMode::None as i32,
+                ..Default::default()
+            })
             .await
-            .expect("send");
-        published += publish_rate / 10;
-        if Instant::now() >= next_read {
-            let _ = slow.message().await;
-            read += 1;
-            next_read += read_every;
+            .expect("subscribe")
+            .into_inner();
+        let _ = slow.message().await;
+        let publish_rate = 2_000u64; // messages per second, 1 KiB each
+        let read_every = Duration::from_micros(1_000_000 * 1_000 / publish_rate); // 1,000x slower
+        let rss_start = memory_kib(gateway_pid, "VmRSS");
+        let mut rss_samples = Vec::new();
+        let started = Instant::now();
+        let mut published = 0u64;
+        let mut read = 0u64;
+        let mut next_read = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        while started.elapsed() < Duration::from_secs(slow_seconds) {
+            ticker.tick().await;
+            let mut messages: Vec<IggyMessage> =
+                (0..publish_rate / 10).map(|_| sdk_message()).collect();
+            direct
+                .send_messages(
+                    &id("bench"),
+                    &id("slow"),
+                    &Partitioning::partition_id(0),
+                    &mut messages,
+                )
+                .await
+                .expect("send");
+            published += publish_rate / 10;
+            if Instant::now() >= next_read {
+                let _ = slow.message().await;
+                read += 1;
+                next_read += read_every;
+            }
+            if published.is_multiple_of(publish_rate) {
+                rss_samples.push(memory_kib(gateway_pid, "VmRSS"));
+            }
         }
-        if published.is_multiple_of(publish_rate) {
-            rss_samples.push(memory_kib(gateway_pid, "VmRSS"));
-        }
-    }
-    let rss_max = rss_samples.iter().copied().fold(rss_start, u64::max);
-    let rss_end = rss_samples.last().copied().unwrap_or(rss_start);
+        let rss_max = rss_samples.iter().copied().fold(rss_start, u64::max);
+        let rss_end = rss_samples.last().copied().unwrap_or(rss_start);
+        Some(format!(
+            "slow subscriber ({publish_rate} msgs/s published, {read} read in {slow_seconds}s, {published} published): RSS start {} MiB, max {} MiB, end {} MiB",
+            rss_start / 1024,
+            rss_max / 1024,
+            rss_end / 1024
+        ))
+    } else {
+        None
+    };
 
     // Report.
     println!("\niggy-grpc benchmark (iggy-server on loopback, {clients} clients, 1 KiB messages)");
@@ -922,6 +1022,15 @@ async fn run() {
             "the gRPC hop alone (client -> gateway -> client, no Iggy call): p50 {:.3} ms",
             hop.as_secs_f64() * 1e3
         );
+        if let Some((floor, ..)) =
+            find_row(&rows, "health check (bare tonic)", "floor").and_then(|r| r.latency)
+        {
+            println!(
+                "the same hop to a bare tonic server (its floor): p50 {:.3} ms; the gateway adds {:+.3} ms",
+                floor.as_secs_f64() * 1e3,
+                (hop.as_secs_f64() - floor.as_secs_f64()) * 1e3
+            );
+        }
     }
     for workload in ["batched publish", "subscribe read"] {
         let rounds = |mode| find_row(&rows, workload, mode).map_or(&[][..], |r| &r.rounds);
@@ -965,18 +1074,14 @@ async fn run() {
     if let Some(idle_rate) = idle_rate {
         println!("idle subscription: {idle_rate:.1} polls/s");
     }
-    println!(
-        "slow subscriber ({publish_rate} msgs/s published, {read} read in {slow_seconds}s, {published} published): RSS start {} MiB, max {} MiB, end {} MiB",
-        rss_start / 1024,
-        rss_max / 1024,
-        rss_end / 1024
-    );
+    if let Some(line) = slow_line {
+        println!("{line}");
+    }
     println!(
         "peak RSS of the gateway process: {} MiB",
         memory_kib(gateway_pid, "VmHWM") / 1024
     );
 
-    drop(slow);
     let _ = gateway.child.kill().await;
     iggy.stop().await;
     if let Some(data_dir) = data_dir {
