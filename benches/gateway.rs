@@ -12,9 +12,10 @@
 //!
 //! Sizes come from the environment: BENCH_CLIENTS (4), BENCH_BATCHES (100 calls
 //! of 1,000 x 1 KiB per client), BENCH_READ_MESSAGES (1,000,000),
-//! BENCH_SECONDS (5, per latency workload), BENCH_SLOW_SECONDS (20),
-//! BENCH_ROUNDS (3: the throughput workloads run each path this many times,
-//! the paths taking turns, and report each path's best round).
+//! BENCH_SECONDS (5: per latency workload; for single-message latency, the
+//! one-second turns each path takes), BENCH_SLOW_SECONDS (20), BENCH_ROUNDS
+//! (3: the throughput workloads run each path this many times, the paths
+//! taking turns, and report each path's best round).
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
 //! (a subset of direct, gateway, http) likewise for batched publish and read.
@@ -30,6 +31,7 @@
 //! cores or Iggy's one shard bound it.
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use iggy::prelude::{
     Client, Consumer, Identifier, IggyClient, IggyMessage, MessageClient, Partitioning,
     PollingStrategy, StreamClient, TopicClient, TopicCreateOptions, UserClient,
@@ -469,38 +471,52 @@ async fn publish_gateway(channels: &[Channel], stream: &str, topic: &str, batche
     (channels.len() as u64 * batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Single-message publishes at a fixed rate; latency of each call. The
-/// calls run in a task on the runtime's workers, as a service's handlers
-/// would, like the throughput workloads' clients.
-async fn single_latency<F, Fut>(seconds: u64, rate: u64, mut publish: F) -> (f64, Vec<Duration>)
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
+/// One call of a latency workload's path, made afresh each time.
+type Call = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+
+/// Times single calls at a fixed `rate` (calls per second) on each of
+/// `paths`, the paths taking turns of `rate` calls (a second) for `seconds`
+/// turns each, so a slow spell of the machine falls on all of them alike.
+/// The calls run in a task on the runtime's workers, as a service's handlers
+/// would, like the throughput workloads' clients. Returns each path's
+/// achieved rate and sorted latencies, in the order given.
+async fn latency_turns(seconds: u64, rate: u64, mut paths: Vec<Call>) -> Vec<(f64, Vec<Duration>)> {
     tokio::spawn(async move {
-        let mut latencies = Vec::new();
-        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(seconds) {
-            ticker.tick().await;
-            let sent = Instant::now();
-            publish().await;
-            latencies.push(sent.elapsed());
+        let mut latencies = vec![Vec::new(); paths.len()];
+        let mut timed = vec![Duration::ZERO; paths.len()];
+        for _ in 0..seconds {
+            for (path, call) in paths.iter_mut().enumerate() {
+                let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let started = Instant::now();
+                for _ in 0..rate {
+                    ticker.tick().await;
+                    let sent = Instant::now();
+                    call().await;
+                    latencies[path].push(sent.elapsed());
+                }
+                timed[path] += started.elapsed();
+            }
         }
-        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-        latencies.sort_unstable();
-        (rate, latencies)
+        latencies
+            .into_iter()
+            .zip(timed)
+            .map(|(mut latencies, timed)| {
+                latencies.sort_unstable();
+                (latencies.len() as f64 / timed.as_secs_f64(), latencies)
+            })
+            .collect()
     })
     .await
     .expect("latency workload")
 }
 
-/// Single-message publishes over the SDK (TCP or HTTP).
-async fn sdk_single(client: &Arc<IggyClient>, seconds: u64, rate: u64) -> (f64, Vec<Duration>) {
+/// A single-message publish over the SDK (TCP or HTTP).
+fn sdk_publish(client: &Arc<IggyClient>) -> Call {
     let client = Arc::clone(client);
-    single_latency(seconds, rate, move || {
+    Box::new(move || {
         let client = Arc::clone(&client);
-        async move {
+        Box::pin(async move {
             client
                 .send_messages(
                     &id("bench"),
@@ -510,9 +526,45 @@ async fn sdk_single(client: &Arc<IggyClient>, seconds: u64, rate: u64) -> (f64, 
                 )
                 .await
                 .expect("send");
-        }
+        })
     })
-    .await
+}
+
+/// A single-message publish through the gateway.
+fn gateway_publish(client: &MessagingServiceClient<Channel>) -> Call {
+    let client = client.clone();
+    Box::new(move || {
+        let mut client = client.clone();
+        Box::pin(async move {
+            client
+                .publish(proto::PublishRequest {
+                    stream: rid("bench"),
+                    topic: rid("single"),
+                    partitioning: Some(proto::Partitioning {
+                        kind: Some(partitioning::Kind::PartitionId(0)),
+                    }),
+                    message: grpc_message(),
+                })
+                .await
+                .expect("publish");
+        })
+    })
+}
+
+/// A gRPC health check over `channel`: the hop alone, no Iggy call.
+fn health_check(channel: Channel) -> Call {
+    let client = tonic_health::pb::health_client::HealthClient::new(channel);
+    Box::new(move || {
+        let mut client = client.clone();
+        Box::pin(async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("check");
+        })
+    })
 }
 
 /// A table row for a latency workload (latencies sorted).
@@ -701,80 +753,35 @@ async fn run() {
     }
 
     if selected("BENCH_ONLY", "single") {
-        // 2. Single-message publish latency at a fixed rate.
+        // 2. Single-message publish latency at a fixed rate; beside it the
+        //    gRPC hop alone (a health check the gateway answers without
+        //    Iggy) and the floor of that hop (the same check against a bare
+        //    tonic server).
         create_topic(admin_client, "bench", "single", 1).await;
-        let rate = 200;
-        let (achieved, lat) = sdk_single(&direct, seconds, rate).await;
-        rows.push(latency_row("single publish", "direct", achieved, &lat));
-        let publisher = grpc.clone();
-        let (achieved, lat) = single_latency(seconds, rate, move || {
-            let mut client = publisher.clone();
-            async move {
-                client
-                    .publish(proto::PublishRequest {
-                        stream: rid("bench"),
-                        topic: rid("single"),
-                        partitioning: Some(proto::Partitioning {
-                            kind: Some(partitioning::Kind::PartitionId(0)),
-                        }),
-                        message: grpc_message(),
-                    })
-                    .await
-                    .expect("publish");
-            }
-        })
-        .await;
-        rows.push(latency_row("single publish", "gateway", achieved, &lat));
-        // The gRPC hop alone: a health check the gateway answers without Iggy.
-        let health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
-        let (achieved, lat) = single_latency(seconds, rate, move || {
-            let mut client = health.clone();
-            async move {
-                client
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .expect("check");
-            }
-        })
-        .await;
-        rows.push(latency_row(
-            "health check (no Iggy)",
-            "gateway",
-            achieved,
-            &lat,
-        ));
-        // The floor of that hop: the same check, client and rate against a
-        // bare tonic server.
         let floor = FloorServer::start().await;
-        let health = tonic_health::pb::health_client::HealthClient::new(
-            Channel::from_shared(floor.address.clone())
-                .expect("uri")
-                .connect()
-                .await
-                .expect("the bare tonic server"),
-        );
-        let (achieved, lat) = single_latency(seconds, rate, move || {
-            let mut client = health.clone();
-            async move {
-                client
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .expect("check");
-            }
-        })
-        .await;
-        rows.push(latency_row(
-            "health check (bare tonic)",
-            "floor",
-            achieved,
-            &lat,
-        ));
-        let (achieved, lat) = sdk_single(&http_clients[0], seconds, rate).await;
-        rows.push(latency_row("single publish", "http", achieved, &lat));
+        let floor_channel = Channel::from_shared(floor.address.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("the bare tonic server");
+        let paths = [
+            ("single publish", "direct"),
+            ("single publish", "gateway"),
+            ("health check (no Iggy)", "gateway"),
+            ("health check (bare tonic)", "floor"),
+            ("single publish", "http"),
+        ];
+        let calls = vec![
+            sdk_publish(&direct),
+            gateway_publish(&grpc),
+            health_check(channels[0].clone()),
+            health_check(floor_channel),
+            sdk_publish(&http_clients[0]),
+        ];
+        let timed = latency_turns(seconds, 200, calls).await;
+        for ((workload, mode), (achieved, latencies)) in paths.into_iter().zip(timed) {
+            rows.push(latency_row(workload, mode, achieved, &latencies));
+        }
     }
 
     if selected("BENCH_ONLY", "deliver") {
