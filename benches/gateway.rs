@@ -285,6 +285,15 @@ fn serve_floor() {
     });
 }
 
+/// How every tonic client of the benchmark connects to `address` (the
+/// gateway or the bare server), so the hop and its floor use the same client
+/// settings: BENCH_FRAME sets the HTTP/2 max frame size.
+fn tonic_endpoint(address: &str) -> tonic::transport::Endpoint {
+    Channel::from_shared(address.to_owned())
+        .expect("uri")
+        .max_frame_size(env::var("BENCH_FRAME").ok().and_then(|v| v.parse().ok()))
+}
+
 /// The running bare tonic server; killed when dropped.
 struct FloorServer {
     _child: tokio::process::Child,
@@ -700,12 +709,7 @@ async fn run() {
 
     let mut gateway = GatewayProcess::start(&iggy.connection_string(), (clients as u16).max(4) * 2);
     let channels: Vec<Channel> = (0..clients)
-        .map(|_| {
-            Channel::from_shared(gateway.address.clone())
-                .expect("uri")
-                .max_frame_size(env::var("BENCH_FRAME").ok().and_then(|v| v.parse().ok()))
-                .connect_lazy()
-        })
+        .map(|_| tonic_endpoint(&gateway.address).connect_lazy())
         .collect();
     // Ready once a ping through the gateway answers.
     let mut admin = proto::admin_service_client::AdminServiceClient::new(channels[0].clone());
@@ -759,25 +763,25 @@ async fn run() {
         //    tonic server).
         create_topic(admin_client, "bench", "single", 1).await;
         let floor = FloorServer::start().await;
-        let floor_channel = Channel::from_shared(floor.address.clone())
-            .expect("uri")
+        let floor_channel = tonic_endpoint(&floor.address)
             .connect()
             .await
             .expect("the bare tonic server");
-        let paths = [
-            ("single publish", "direct"),
-            ("single publish", "gateway"),
-            ("health check (no Iggy)", "gateway"),
-            ("health check (bare tonic)", "floor"),
-            ("single publish", "http"),
-        ];
-        let calls = vec![
-            sdk_publish(&direct),
-            gateway_publish(&grpc),
-            health_check(channels[0].clone()),
-            health_check(floor_channel),
-            sdk_publish(&http_clients[0]),
-        ];
+        let (paths, calls): (Vec<_>, Vec<_>) = [
+            (("single publish", "direct"), sdk_publish(&direct)),
+            (("single publish", "gateway"), gateway_publish(&grpc)),
+            (
+                ("health check (no Iggy)", "gateway"),
+                health_check(channels[0].clone()),
+            ),
+            (
+                ("health check (bare tonic)", "floor"),
+                health_check(floor_channel),
+            ),
+            (("single publish", "http"), sdk_publish(&http_clients[0])),
+        ]
+        .into_iter()
+        .unzip();
         let timed = latency_turns(seconds, 200, calls).await;
         for ((workload, mode), (achieved, latencies)) in paths.into_iter().zip(timed) {
             rows.push(latency_row(workload, mode, achieved, &latencies));
