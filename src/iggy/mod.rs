@@ -5,7 +5,9 @@ mod backoff;
 mod connection;
 pub mod embedded;
 mod pool;
+mod run_to_completion;
 
 pub use backoff::Backoff;
 pub use connection::{IggyTarget, TargetError};
 pub use pool::{IggyPool, PoolOptions, PoolStatus};
+use run_to_completion::RunToCompletion;

@@ -10,7 +10,7 @@
 //! the next request. A probe pings one idle connection at a regular interval,
 //! so an Iggy that disappears while the gateway is idle is noticed.
 
-use super::{Backoff, IggyTarget};
+use super::{Backoff, IggyTarget, RunToCompletion};
 use crate::error::{GatewayError, is_connection_lost};
 use iggy::prelude::{Client, IggyClient, IggyError, SystemClient};
 use std::{
@@ -139,10 +139,10 @@ impl IggyPool {
 
     /// Runs one Iggy call on a pooled connection.
     ///
-    /// The call runs in its own task that owns the connection: if the caller
-    /// goes away (client cancelled, deadline passed), the request already on
-    /// the wire still completes and the connection returns to the pool
-    /// intact, instead of being cut mid-frame.
+    /// The call owns the connection and runs to its end even if the caller
+    /// goes away (client cancelled, deadline passed): the request already on
+    /// the wire completes and the connection returns to the pool intact,
+    /// instead of being cut mid-frame.
     pub async fn call<T, F, Fut>(&self, operation: F) -> Result<T, GatewayError>
     where
         F: FnOnce(Arc<IggyClient>) -> Fut + Send + 'static,
@@ -174,17 +174,16 @@ impl IggyPool {
         let client = lease
             .client()
             .ok_or_else(|| GatewayError::Internal("checked-out lease has no connection".into()))?;
-        let task = tokio::spawn(async move {
+        RunToCompletion::new(async move {
             let output = operation(client).await;
             if connection_lost(&output) {
                 lease.mark_broken();
             }
             drop(lease);
             output
-        });
-        task.await.map_err(|join_error| {
-            GatewayError::Internal(format!("Iggy call task failed: {join_error}"))
         })
+        .await
+        .map_err(|_panicked| GatewayError::Internal("the Iggy call panicked".into()))
     }
 
     /// Someone else (e.g. a subscription's own connection) saw Iggy go away:
