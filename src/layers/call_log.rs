@@ -4,11 +4,14 @@
 //! Subscribe stream is logged when it ends; a client that goes away first is
 //! logged as CANCELLED.
 
-use crate::{edge::Principal, edge::RequestId, metrics};
+use crate::{
+    edge::{Principal, RequestId},
+    metrics::{self, MethodCalls},
+};
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -24,15 +27,41 @@ const UNKNOWN_METHOD: &str = "unknown";
 /// Logs and counts every call.
 #[derive(Debug, Clone)]
 pub struct CallLogLayer {
-    known_methods: Arc<HashSet<String>>,
+    methods: Arc<Methods>,
+}
+
+/// The series of every known method, and the one all other paths share.
+#[derive(Debug)]
+struct Methods {
+    known: HashMap<String, Arc<MethodCalls>>,
+    unknown: Arc<MethodCalls>,
+}
+
+impl Methods {
+    /// The series of the method at `path` (`/package.Service/Method`).
+    fn of(&self, path: &str) -> &Arc<MethodCalls> {
+        self.known
+            .get(path.trim_start_matches('/'))
+            .unwrap_or(&self.unknown)
+    }
 }
 
 impl CallLogLayer {
     /// Logs calls, labelling metrics by method for the `known_methods`
     /// (`package.Service/Method`) and as `unknown` otherwise.
     pub fn new(known_methods: HashSet<String>) -> Self {
+        let known = known_methods
+            .into_iter()
+            .map(|method| {
+                let calls = Arc::new(MethodCalls::new(method.clone()));
+                (method, calls)
+            })
+            .collect();
         Self {
-            known_methods: Arc::new(known_methods),
+            methods: Arc::new(Methods {
+                known,
+                unknown: Arc::new(MethodCalls::new(UNKNOWN_METHOD)),
+            }),
         }
     }
 }
@@ -43,7 +72,7 @@ impl<S> Layer<S> for CallLogLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CallLogService {
             inner,
-            known_methods: Arc::clone(&self.known_methods),
+            methods: Arc::clone(&self.methods),
         }
     }
 }
@@ -52,7 +81,7 @@ impl<S> Layer<S> for CallLogLayer {
 #[derive(Debug, Clone)]
 pub struct CallLogService<S> {
     inner: S,
-    known_methods: Arc<HashSet<String>>,
+    methods: Arc<Methods>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for CallLogService<S>
@@ -71,14 +100,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/');
-        let method = if self.known_methods.contains(path) {
-            path.to_owned()
-        } else {
-            UNKNOWN_METHOD.to_owned()
-        };
         let record = CallRecord {
-            method,
+            method: Arc::clone(self.methods.of(request.uri().path())),
             request_id: request.extensions().get::<RequestId>().cloned(),
             principal: None,
             started: Instant::now(),
@@ -111,7 +134,7 @@ where
 /// What is known of a call until it finishes.
 #[derive(Debug)]
 struct CallRecord {
-    method: String,
+    method: Arc<MethodCalls>,
     request_id: Option<RequestId>,
     principal: Option<Arc<Principal>>,
     started: Instant,
@@ -120,10 +143,10 @@ struct CallRecord {
 impl CallRecord {
     fn finish(self, code: Code) {
         let elapsed = self.started.elapsed();
-        metrics::record_call(&self.method, code, elapsed);
+        self.method.record(code, elapsed);
         tracing::info!(
             target: "iggy_grpc::call",
-            method = self.method,
+            method = self.method.method(),
             code = metrics::code_name(code),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = self.request_id.as_ref().map(RequestId::as_str),

@@ -18,7 +18,10 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{LazyLock, OnceLock},
+    time::Duration,
+};
 
 /// Labels of per-call series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,21 +160,67 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Records a finished call of `method` with gRPC status `code` that took `elapsed`.
-pub fn record_call(method: &str, code: tonic::Code, elapsed: Duration) {
-    METRICS
-        .calls
-        .get_or_create(&CallLabels {
-            method: method.to_owned(),
-            code: code_name(code).to_owned(),
-        })
-        .inc();
-    METRICS
-        .latency
-        .get_or_create(&MethodLabels {
-            method: method.to_owned(),
-        })
-        .observe(elapsed.as_secs_f64());
+/// The call series of one method, looked up once: recording a call then
+/// allocates nothing and hashes no labels. A series appears in the
+/// exposition with the method's first call (with that code, for counts).
+#[derive(Debug)]
+pub struct MethodCalls {
+    method: String,
+    latency: OnceLock<Histogram>,
+    /// One count per gRPC code, indexed by the code's number (0-16).
+    by_code: [OnceLock<Counter>; CODES],
+}
+
+/// How many gRPC codes there are (`OK` = 0 to `UNAUTHENTICATED` = 16).
+const CODES: usize = 17;
+
+impl MethodCalls {
+    /// The series of `method` (`package.Service/Method`, or a shared label
+    /// such as `unknown`).
+    pub fn new(method: impl Into<String>) -> Self {
+        Self {
+            method: method.into(),
+            latency: OnceLock::new(),
+            by_code: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The method label.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Records a finished call with gRPC status `code` that took `elapsed`.
+    pub fn record(&self, code: tonic::Code, elapsed: Duration) {
+        let counter = usize::try_from(i32::from(code))
+            .ok()
+            .and_then(|index| self.by_code.get(index));
+        match counter {
+            Some(counter) => counter.get_or_init(|| self.call_counter(code)).inc(),
+            // Not a code tonic knows today; counted the slow way.
+            None => self.call_counter(code).inc(),
+        };
+        self.latency
+            .get_or_init(|| {
+                METRICS
+                    .latency
+                    .get_or_create(&MethodLabels {
+                        method: self.method.clone(),
+                    })
+                    .clone()
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn call_counter(&self, code: tonic::Code) -> Counter {
+        METRICS
+            .calls
+            .get_or_create(&CallLabels {
+                method: self.method.clone(),
+                code: code_name(code).to_owned(),
+            })
+            .clone()
+    }
 }
 
 /// Counts `messages` published with `bytes` of payload.
@@ -279,11 +328,8 @@ mod tests {
 
     #[test]
     fn calls_show_up_by_method_and_code() {
-        record_call(
-            "iggy.gateway.v1.AdminService/TestOnlyMethod",
-            tonic::Code::NotFound,
-            Duration::from_millis(3),
-        );
+        MethodCalls::new("iggy.gateway.v1.AdminService/TestOnlyMethod")
+            .record(tonic::Code::NotFound, Duration::from_millis(3));
         let text = render();
         assert!(
             text.contains(
