@@ -1,7 +1,10 @@
 //! `cargo bench --bench gateway`: the gateway's cost over talking to Iggy
 //! directly, measured side by side in one run against one Iggy server:
 //! (a) the Iggy SDK over TCP, (b) the gateway with a tonic client, (c) Iggy's
-//! HTTP API through the SDK's HTTP transport. Beside the single-publish
+//! HTTP API through the SDK's HTTP transport; for throughput also the SDK
+//! through a bare byte relay in its own process (`relay`), what any gateway
+//! that runs as a process of its own pays on this machine before doing any
+//! work. Beside the single-publish
 //! latency, a health check through the gateway times the gRPC hop alone (no
 //! Iggy call in it), and the same check against a bare tonic server (the
 //! health service alone, in its own process) times the floor of that hop:
@@ -18,17 +21,18 @@
 //! taking turns, and report each path's best round).
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
-//! (a subset of direct, gateway, http) likewise for batched publish and read.
+//! (a subset of direct, relay, gateway, http) likewise for batched publish and
+//! read.
 //! BENCH_FRAME sets the tonic clients' HTTP/2 max frame size (tonic's
 //! default, 16 KiB, when unset). BENCH_GATEWAY_BIN runs another build of the
 //! gateway (this crate's own binary when unset), to compare two builds.
 //!
 //! The gateway is the `iggy-grpc` binary in its own process, as deployed. The
 //! throughput rows also show where the CPU went: microseconds per message used
-//! by the clients (this process), the gateway and iggy-server. Everything
-//! shares the machine's cores, so a path's rate is bounded by its total; the
-//! cores each path kept busy, in all and in iggy-server, show whether the
-//! cores or Iggy's one shard bound it.
+//! by the clients (this process), the gateway (the relay, on the relay path)
+//! and iggy-server. Everything shares the machine's cores, so a path's rate is
+//! bounded by its total; the cores each path kept busy, in all and in
+//! iggy-server, show whether the cores or Iggy's one shard bound it.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -64,8 +68,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PAYLOAD: usize = 1024;
 const BATCH: usize = 1000;
 
-/// The three ways to reach Iggy that the throughput workloads compare.
-const PATHS: [&str; 3] = ["direct", "gateway", "http"];
+/// The ways to reach Iggy that the throughput workloads compare: beside the
+/// three the issue names, `relay` is the direct SDK client through a bare
+/// byte relay in its own process, the floor of any gateway that runs as a
+/// process of its own on this machine (every byte crosses it twice more).
+const PATHS: [&str; 4] = ["direct", "relay", "gateway", "http"];
 
 /// One round of a throughput workload on one path: msgs/s and the CPU
 /// microseconds per message of clients, gateway and iggy-server.
@@ -294,31 +301,77 @@ fn tonic_endpoint(address: &str) -> tonic::transport::Endpoint {
         .max_frame_size(env::var("BENCH_FRAME").ok().and_then(|v| v.parse().ok()))
 }
 
-/// The running bare tonic server; killed when dropped.
-struct FloorServer {
-    _child: tokio::process::Child,
-    address: String,
+/// Set (to Iggy's TCP address) when this binary runs as the byte relay.
+const RELAY_TO: &str = "BENCH_RELAY_TO";
+
+/// Relay buffers: a 1 MiB batch crosses in a few reads and writes.
+const RELAY_BUFFER: usize = 1024 * 1024;
+
+/// The byte relay: each connection is piped to a new connection to Iggy,
+/// both ways, on a multi-thread runtime like the gateway's, with no parsing.
+fn serve_relay(upstream: String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        println!("{}", listener.local_addr().expect("bound").port());
+        loop {
+            let (mut client, _) = listener.accept().await.expect("accept");
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut iggy = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("connect to Iggy");
+                for socket in [&client, &iggy] {
+                    socket.set_nodelay(true).expect("TCP_NODELAY");
+                }
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut iggy,
+                    RELAY_BUFFER,
+                    RELAY_BUFFER,
+                )
+                .await;
+            });
+        }
+    });
 }
 
-impl FloorServer {
-    async fn start() -> Self {
+/// A helper process (the bare tonic server or the relay): this binary run
+/// again with `variable` set, serving on the loopback port it prints first.
+/// Killed when dropped.
+struct Helper {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Helper {
+    async fn start(variable: &str, value: &str) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env::current_exe().expect("bench binary"))
-            .env(FLOOR_SERVER, "1")
+            .env(variable, value)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("start the bare tonic server");
+            .expect("start a helper process");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut port = String::new();
         tokio::io::BufReader::new(stdout)
             .read_line(&mut port)
             .await
-            .expect("the bare server's port");
+            .expect("the helper's port");
         Self {
-            _child: child,
-            address: format!("http://127.0.0.1:{}", port.trim()),
+            port: port.trim().parse().expect("a port number"),
+            child,
         }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("the helper is running")
     }
 }
 
@@ -653,6 +706,9 @@ fn main() {
     if env::var_os(FLOOR_SERVER).is_some() {
         return serve_floor();
     }
+    if let Ok(upstream) = env::var(RELAY_TO) {
+        return serve_relay(upstream);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -693,6 +749,22 @@ async fn run() {
     for _ in 0..clients {
         tcp_clients.push(tcp(()).await);
     }
+    // The SDK clients of the relay path: the same connection, through the relay.
+    let relay = Helper::start(RELAY_TO, &iggy.tcp_address().to_string()).await;
+    let relay_target = IggyTarget::parse(&iggy.connection_string().replace(
+        &iggy.tcp_address().to_string(),
+        &format!("127.0.0.1:{}", relay.port),
+    ))
+    .expect("relay target");
+    let mut relay_clients = Vec::new();
+    for _ in 0..clients {
+        relay_clients.push(Arc::new(
+            relay_target
+                .connect(Duration::from_secs(10))
+                .await
+                .expect("tcp client through the relay"),
+        ));
+    }
     let (user, password) = iggy.credentials();
     let http_url = format!("http://{}", iggy.http_address().expect("http enabled"));
     let mut http_clients = Vec::new();
@@ -725,6 +797,17 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let admin_client = &tcp_clients[0];
+    // The process between the clients and Iggy whose CPU a path is charged
+    // (the "g" of c+g+i): the relay on the relay path, else the gateway (idle
+    // on the direct and http paths).
+    let relay_pid = relay.pid();
+    let middle_pid = |mode: &str| {
+        if mode == "relay" {
+            relay_pid
+        } else {
+            gateway.pid
+        }
+    };
     let (gateway_pid, iggy_pid) = (
         gateway.pid,
         iggy.current_pid().expect("iggy-server is running"),
@@ -743,9 +826,10 @@ async fn run() {
         let samples = take_turns(rounds, async |mode, round| {
             let topic = format!("pub-{mode}-{round}");
             create_topic(admin_client, "bench", &topic, partitions).await;
-            measure((gateway_pid, iggy_pid), messages, async {
+            measure((middle_pid(mode), iggy_pid), messages, async {
                 match mode {
                     "direct" => publish_sdk(&tcp_clients, "bench", &topic, batches).await,
+                    "relay" => publish_sdk(&relay_clients, "bench", &topic, batches).await,
                     "gateway" => publish_gateway(&channels, "bench", &topic, batches).await,
                     _ => publish_sdk(&http_clients, "bench", &topic, batches).await,
                 }
@@ -762,8 +846,8 @@ async fn run() {
         //    Iggy) and the floor of that hop (the same check against a bare
         //    tonic server).
         create_topic(admin_client, "bench", "single", 1).await;
-        let floor = FloorServer::start().await;
-        let floor_channel = tonic_endpoint(&floor.address)
+        let floor = Helper::start(FLOOR_SERVER, "1").await;
+        let floor_channel = tonic_endpoint(&format!("http://127.0.0.1:{}", floor.port))
             .connect()
             .await
             .expect("the bare tonic server");
@@ -901,9 +985,10 @@ async fn run() {
         publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
         let total = fill_batches * BATCH as u64;
         let samples = take_turns(rounds, async |mode, _| {
-            measure((gateway_pid, iggy_pid), total as f64, async {
+            measure((middle_pid(mode), iggy_pid), total as f64, async {
                 match mode {
                     "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
+                    "relay" => read_sdk(&relay_clients[0], "bench", "read", total).await,
                     "gateway" => read_gateway(&channels[0], "bench", "read", total).await,
                     _ => read_sdk(&http_clients[0], "bench", "read", total).await,
                 }
@@ -981,7 +1066,7 @@ async fn run() {
     println!("throughput rows: each path's best of {rounds} rounds, the paths taking turns");
     println!(
         "{:<32} {:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>18}",
-        "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "gw/direct", "cpu us/msg c+g+i"
+        "workload", "path", "msgs/s", "MB/s", "p50", "p99", "p999", "vs direct", "cpu us/msg c+g+i"
     );
     for row in &rows {
         let direct_rate = find_row(&rows, row.workload, "direct").map(|r| r.msgs_per_s);
@@ -1059,6 +1144,15 @@ async fn run() {
         let rate = |mode| find_row(&rows, workload, mode).map(|r| r.msgs_per_s);
         if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
             println!("{workload}: gateway / http = {:.2}", gateway / http);
+        }
+        if let (Some(relay), Some(direct), Some(gateway)) =
+            (rate("relay"), rate("direct"), rate("gateway"))
+        {
+            println!(
+                "{workload}: a bare byte relay in its own process (the floor of any gateway process) reaches {:.2} of direct; the gateway reaches {:.2} of the relay",
+                relay / direct,
+                gateway / relay
+            );
         }
         // What bounds each path: Iggy near 1.0 means its one shard is full;
         // all near the machine's core count means the cores are.
