@@ -268,10 +268,10 @@ impl GatewayProcess {
 /// server that times the floor of the gRPC hop.
 const FLOOR_SERVER: &str = "BENCH_FLOOR_SERVER";
 
-/// The bare tonic server: the health service alone, no layers, on a
-/// multi-thread runtime like the gateway's, in its own process (this bench
-/// binary run again). It prints its port on its first line of output.
-fn serve_floor() {
+/// Runs a helper process's `serve` on a multi-thread runtime like the
+/// gateway's, given a loopback listener whose port it prints first, for the
+/// benchmark (see [`Helper`]) to read.
+fn serve_on_loopback<F: Future<Output = ()>>(serve: impl FnOnce(tokio::net::TcpListener) -> F) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -281,6 +281,14 @@ fn serve_floor() {
             .await
             .expect("a loopback port");
         println!("{}", listener.local_addr().expect("bound").port());
+        serve(listener).await;
+    });
+}
+
+/// The bare tonic server: the health service alone, no layers, in its own
+/// process (this bench binary run again).
+fn serve_floor() {
+    serve_on_loopback(async |listener| {
         let (_reporter, health) = tonic_health::server::health_reporter();
         tonic::transport::Server::builder()
             .add_service(health)
@@ -308,17 +316,9 @@ const RELAY_TO: &str = "BENCH_RELAY_TO";
 const RELAY_BUFFER: usize = 1024 * 1024;
 
 /// The byte relay: each connection is piped to a new connection to Iggy,
-/// both ways, on a multi-thread runtime like the gateway's, with no parsing.
+/// both ways, with no parsing.
 fn serve_relay(upstream: String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        println!("{}", listener.local_addr().expect("bound").port());
+    serve_on_loopback(async |listener| {
         loop {
             let (mut client, _) = listener.accept().await.expect("accept");
             let upstream = upstream.clone();
