@@ -702,6 +702,22 @@ async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) 
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// `count` SDK clients over TCP, each connected and logged in with
+/// `connection_string`.
+async fn sdk_tcp_clients(connection_string: &str, count: u64) -> Vec<Arc<IggyClient>> {
+    let target = IggyTarget::parse(connection_string).expect("target");
+    let mut clients = Vec::new();
+    for _ in 0..count {
+        clients.push(Arc::new(
+            target
+                .connect(Duration::from_secs(10))
+                .await
+                .expect("tcp client"),
+        ));
+    }
+    clients
+}
+
 fn main() {
     if env::var_os(FLOOR_SERVER).is_some() {
         return serve_floor();
@@ -736,35 +752,17 @@ async fn run() {
     })
     .await
     .expect("start iggy-server (put it on PATH or set IGGY_SERVER_BIN)");
-    let target = IggyTarget::parse(&iggy.connection_string()).expect("target");
-    let tcp = |()| async {
-        Arc::new(
-            target
-                .connect(Duration::from_secs(10))
-                .await
-                .expect("tcp client"),
-        )
-    };
-    let mut tcp_clients = Vec::new();
-    for _ in 0..clients {
-        tcp_clients.push(tcp(()).await);
-    }
+    let iggy_address = iggy.tcp_address().to_string();
+    let tcp_clients = sdk_tcp_clients(&iggy.connection_string(), clients).await;
     // The SDK clients of the relay path: the same connection, through the relay.
-    let relay = Helper::start(RELAY_TO, &iggy.tcp_address().to_string()).await;
-    let relay_target = IggyTarget::parse(&iggy.connection_string().replace(
-        &iggy.tcp_address().to_string(),
-        &format!("127.0.0.1:{}", relay.port),
-    ))
-    .expect("relay target");
-    let mut relay_clients = Vec::new();
-    for _ in 0..clients {
-        relay_clients.push(Arc::new(
-            relay_target
-                .connect(Duration::from_secs(10))
-                .await
-                .expect("tcp client through the relay"),
-        ));
-    }
+    let relay = Helper::start(RELAY_TO, &iggy_address).await;
+    let relay_clients = sdk_tcp_clients(
+        &iggy
+            .connection_string()
+            .replace(&iggy_address, &format!("127.0.0.1:{}", relay.port)),
+        clients,
+    )
+    .await;
     let (user, password) = iggy.credentials();
     let http_url = format!("http://{}", iggy.http_address().expect("http enabled"));
     let mut http_clients = Vec::new();
@@ -797,6 +795,10 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let admin_client = &tcp_clients[0];
+    let (gateway_pid, iggy_pid) = (
+        gateway.pid,
+        iggy.current_pid().expect("iggy-server is running"),
+    );
     // The process between the clients and Iggy whose CPU a path is charged
     // (the "g" of c+g+i): the relay on the relay path, else the gateway (idle
     // on the direct and http paths).
@@ -805,13 +807,9 @@ async fn run() {
         if mode == "relay" {
             relay_pid
         } else {
-            gateway.pid
+            gateway_pid
         }
     };
-    let (gateway_pid, iggy_pid) = (
-        gateway.pid,
-        iggy.current_pid().expect("iggy-server is running"),
-    );
     let mut rows: Vec<Row> = Vec::new();
 
     let direct = Arc::clone(&tcp_clients[0]);
