@@ -833,11 +833,12 @@ async fn run() {
                 }
             })
             .await;
-            // Iggy's data is in memory, and on this VM writing to memory no
-            // process has touched yet costs iggy-server twice as much per
-            // message as writing to memory freed a moment ago. Kept, each
-            // turn's 400 MB would leave the next path only fresh memory, and
-            // the paths run later in a round (the gateway after direct and
+            // Iggy's data is in memory, and on this VM writing into memory
+            // that was not just freed (never touched, or handed back to the
+            // host) costs iggy-server about twice as much per message as
+            // writing into memory freed a moment ago. Kept, each turn's
+            // 400 MB would leave the next path only such memory, and the
+            // paths run later in a round (the gateway after direct and
             // relay) would pay for it. Deleted, every turn writes into the
             // memory the one before freed.
             admin_client
