@@ -9,6 +9,7 @@ use iggy_grpc::{
         IggyTarget,
         embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
     },
+    layers,
 };
 use std::{
     io::IsTerminal,
@@ -53,7 +54,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match layers::write_lines_when_idle(
+        tokio::runtime::Builder::new_multi_thread().enable_all(),
+    )
+    .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("iggy-grpc: cannot start the async runtime: {error}");

@@ -4,7 +4,7 @@
 //!
 //! 1. [`ArrivalLayer`]: stamps the arrival instant for deadline handling.
 //! 2. [`RequestIdLayer`]: every call, even a refused one, gets a request id,
-//!    a tracing span and the id echoed back.
+//!    a (debug) tracing span and the id echoed back.
 //! 3. [`CallLogLayer`]: one log line and the metrics per call, so refusals
 //!    by the layers below are counted and logged too.
 //! 4. [`AuthLayer`]: who is calling and whether the method's scope allows it;
@@ -26,7 +26,7 @@ mod request_id;
 
 pub use arrival::{Arrival, ArrivalLayer};
 pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
-pub use call_log::CallLogLayer;
+pub use call_log::{CallLogLayer, write_lines_when_idle};
 pub use load_shed::LoadShedLayer;
 pub use rate_limit::RateLimitLayer;
 pub use received_message::{ReceivedMessageLayer, decode_received};

@@ -29,6 +29,8 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
 
 /// The API key the test calls with; it must never appear in the log.
 const SECRET: &str = "embedded-test-secret-0123456789";
+/// The W3C trace context the logged call sends, expected on its log line.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -128,6 +130,9 @@ async fn binary_embedded(env: Env) {
     create
         .metadata_mut()
         .insert("x-request-id", "embedded-create-1".parse().expect("ascii"));
+    create
+        .metadata_mut()
+        .insert("traceparent", TRACEPARENT.parse().expect("ascii"));
     AdminServiceClient::new(channel)
         .create_stream(create)
         .await
@@ -181,6 +186,7 @@ async fn binary_embedded(env: Env) {
         r#""code":"OK""#,
         r#""request_id":"embedded-create-1""#,
         r#""principal":"key:ops""#,
+        &format!(r#""traceparent":"{TRACEPARENT}""#),
         "duration_ms",
     ] {
         assert!(

@@ -1,11 +1,14 @@
 //! One log line and the call metrics per finished call: method, gRPC code,
-//! duration, request id and principal (never metadata values, keys or
+//! duration, request id, trace context (when sent) and principal (never metadata values, keys or
 //! payloads). A call finishes when its last response byte is sent, so a
 //! Subscribe stream is logged when it ends; a client that goes away first is
-//! logged as CANCELLED.
+//! logged as CANCELLED. The metrics are counted when the call finishes; on
+//! the binary's runtime, the line is written when the thread goes idle.
+
+mod idle_write;
 
 use crate::{
-    edge::{Principal, RequestId},
+    edge::{Principal, RequestId, Traceparent},
     metrics::{self, MethodCalls},
 };
 use futures_util::future::BoxFuture;
@@ -15,10 +18,20 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
+use tokio::runtime::Builder;
 use tonic::{Code, codegen::http};
 use tower::{Layer, Service};
+
+/// Sets up `builder`'s worker threads to write their calls' lines when they
+/// go idle rather than before the answer is sent (see [`idle_write`]), and
+/// the lines still kept when a thread stops.
+pub fn write_lines_when_idle(builder: &mut Builder) -> &mut Builder {
+    builder
+        .on_thread_park(idle_write::on_worker_park)
+        .on_thread_stop(idle_write::on_thread_stop)
+}
 
 /// The method label for paths the gateway does not serve, so unknown paths
 /// cannot grow the metrics without bound.
@@ -103,6 +116,7 @@ where
         let record = CallRecord {
             method: Arc::clone(self.methods.of(request.uri().path())),
             request_id: request.extensions().get::<RequestId>().cloned(),
+            traceparent: request.extensions().get::<Traceparent>().cloned(),
             principal: None,
             started: Instant::now(),
         };
@@ -136,20 +150,52 @@ where
 struct CallRecord {
     method: Arc<MethodCalls>,
     request_id: Option<RequestId>,
+    traceparent: Option<Traceparent>,
     principal: Option<Arc<Principal>>,
     started: Instant,
 }
 
 impl CallRecord {
+    /// Counts the call now; its line is written at once or, on a gateway
+    /// worker thread, once that thread goes idle (see [`idle_write`]).
     fn finish(self, code: Code) {
-        let elapsed = self.started.elapsed();
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(self.started);
         self.method.record(code, elapsed);
+        idle_write::write_or_keep(CallLine {
+            method: self.method,
+            code,
+            elapsed,
+            request_id: self.request_id,
+            traceparent: self.traceparent,
+            principal: self.principal,
+            finished,
+        });
+    }
+}
+
+/// A finished call's `call finished` line, not yet written.
+#[derive(Debug)]
+struct CallLine {
+    method: Arc<MethodCalls>,
+    code: Code,
+    elapsed: Duration,
+    request_id: Option<RequestId>,
+    traceparent: Option<Traceparent>,
+    principal: Option<Arc<Principal>>,
+    /// When the call finished.
+    finished: Instant,
+}
+
+impl CallLine {
+    fn write(self) {
         tracing::info!(
             target: "iggy_grpc::call",
             method = self.method.method(),
-            code = metrics::code_name(code),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            code = metrics::code_name(self.code),
+            duration_ms = self.elapsed.as_secs_f64() * 1000.0,
             request_id = self.request_id.as_ref().map(RequestId::as_str),
+            traceparent = self.traceparent.as_ref().map(Traceparent::as_str),
             principal = self.principal.as_deref().map(Principal::label),
             "call finished"
         );
