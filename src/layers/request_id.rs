@@ -8,10 +8,9 @@
 //! The span is at debug, not info: at info, creating it alone (its fields
 //! formatted, a registry slot taken) was 5% of the gateway's CPU samples per
 //! health check, and entering, leaving and closing it added more, all of it
-//! before the answer. The
-//! call's `call finished` line carries the request id and trace context at
-//! info; `iggy_grpc::layers::request_id=debug` in `RUST_LOG` adds the span to
-//! every line of a call.
+//! before the answer. The call's `call finished` line carries the request id
+//! and trace context at info; `iggy_grpc::layers::request_id=debug` in
+//! `RUST_LOG` adds the span to every line of a call.
 
 use crate::{
     edge::{

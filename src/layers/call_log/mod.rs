@@ -1,9 +1,10 @@
 //! One log line and the call metrics per finished call: method, gRPC code,
-//! duration, request id, trace context (when sent) and principal (never metadata values, keys or
-//! payloads). A call finishes when its last response byte is sent, so a
-//! Subscribe stream is logged when it ends; a client that goes away first is
-//! logged as CANCELLED. The metrics are counted when the call finishes; on
-//! the binary's runtime, the line is written when the thread goes idle.
+//! duration, request id, trace context (when sent) and principal (never
+//! metadata values, keys or payloads). A call finishes when its last response
+//! byte is sent, so a Subscribe stream is logged when it ends; a client that
+//! goes away first is logged as CANCELLED. The metrics are counted when the
+//! call finishes; on the binary's runtime, the line is written when the
+//! thread goes idle.
 
 mod idle_write;
 
