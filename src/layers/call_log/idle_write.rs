@@ -10,9 +10,9 @@
 //! So on a thread set up for it (the gateway binary's worker threads, from
 //! their first park on), a finished call's line is kept in a list of that
 //! thread's and written when the thread parks (it has nothing left to run, so
-//! the answer has gone out), when it stops, or on a busy thread once
-//! [`MAX_PENDING`] lines have piled up or the oldest has waited
-//! [`MAX_DELAY`]. Every other thread (tests, other runtimes, blocking
+//! the answer has gone out), when it stops, or, on a thread that stays busy,
+//! when a new line finds [`MAX_PENDING`] kept or the oldest [`MAX_DELAY`]
+//! old. Every other thread (tests, other runtimes, blocking
 //! threads) writes each line at once. A line's duration is measured when the
 //! call finishes; only the line's own timestamp is taken when it is written.
 
