@@ -26,7 +26,7 @@ use tonic::{Code, codegen::http};
 use tower::{Layer, Service};
 
 /// Sets up `builder`'s worker threads to write their calls' lines when they
-/// go idle rather than before the answer is sent (see [`idle_write`]), and
+/// go idle rather than before the answer is sent (see `idle_write.rs`), and
 /// the lines still kept when a thread stops.
 pub fn write_lines_when_idle(builder: &mut Builder) -> &mut Builder {
     builder
