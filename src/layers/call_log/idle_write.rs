@@ -91,7 +91,7 @@ fn write_all(lines: impl Iterator<Item = CallLine>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{edge::RequestId, metrics::MethodCalls};
+    use crate::{edge::RequestId, layers::call_log::CallRecord, metrics::MethodCalls};
     use std::{
         io,
         sync::{Arc, Mutex},
@@ -144,16 +144,19 @@ mod tests {
     }
 
     fn line(request_id: &str, finished: Instant) -> CallLine {
-        CallLine {
+        let record = CallRecord {
             method: Arc::new(MethodCalls::new("test.IdleWrite/Call")),
-            code: Code::Ok,
-            elapsed: Duration::from_millis(2),
             request_id: Some(
                 RequestId::from_header(Some(&HeaderValue::from_str(request_id).expect("ascii")))
                     .expect("a valid request id"),
             ),
             traceparent: None,
             principal: None,
+            started: finished,
+        };
+        CallLine {
+            record,
+            code: Code::Ok,
             finished,
         }
     }

@@ -160,44 +160,41 @@ impl CallRecord {
     /// Counts the call now; its line is written at once or, on a gateway
     /// worker thread, once that thread goes idle (see [`idle_write`]).
     fn finish(self, code: Code) {
-        let finished = Instant::now();
-        let elapsed = finished.saturating_duration_since(self.started);
-        self.method.record(code, elapsed);
-        idle_write::write_or_keep(CallLine {
-            method: self.method,
+        let line = CallLine {
+            record: self,
             code,
-            elapsed,
-            request_id: self.request_id,
-            traceparent: self.traceparent,
-            principal: self.principal,
-            finished,
-        });
+            finished: Instant::now(),
+        };
+        line.record.method.record(code, line.elapsed());
+        idle_write::write_or_keep(line);
     }
 }
 
 /// A finished call's `call finished` line, not yet written.
 #[derive(Debug)]
 struct CallLine {
-    method: Arc<MethodCalls>,
+    record: CallRecord,
     code: Code,
-    elapsed: Duration,
-    request_id: Option<RequestId>,
-    traceparent: Option<Traceparent>,
-    principal: Option<Arc<Principal>>,
     /// When the call finished.
     finished: Instant,
 }
 
 impl CallLine {
+    /// How long the call took, from arrival to its end.
+    fn elapsed(&self) -> Duration {
+        self.finished.saturating_duration_since(self.record.started)
+    }
+
     fn write(self) {
+        let record = &self.record;
         tracing::info!(
             target: "iggy_grpc::call",
-            method = self.method.method(),
+            method = record.method.method(),
             code = metrics::code_name(self.code),
-            duration_ms = self.elapsed.as_secs_f64() * 1000.0,
-            request_id = self.request_id.as_ref().map(RequestId::as_str),
-            traceparent = self.traceparent.as_ref().map(Traceparent::as_str),
-            principal = self.principal.as_deref().map(Principal::label),
+            duration_ms = self.elapsed().as_secs_f64() * 1000.0,
+            request_id = record.request_id.as_ref().map(RequestId::as_str),
+            traceparent = record.traceparent.as_ref().map(Traceparent::as_str),
+            principal = record.principal.as_deref().map(Principal::label),
             "call finished"
         );
     }
