@@ -4,7 +4,9 @@
 //! HTTP API through the SDK's HTTP transport; for throughput also the SDK
 //! through a bare byte relay in its own process (`relay`), what any gateway
 //! that runs as a process of its own pays on this machine before doing any
-//! work. Beside the single-publish
+//! work; for batched publish also a bare gateway (`bare`: the generated
+//! service forwarding to the SDK, nothing else), what the stack alone allows.
+//! Beside the single-publish
 //! latency, a health check through the gateway times the gRPC hop alone (no
 //! Iggy call in it), and the same check against a bare tonic server (the
 //! health service alone, in its own process) times the floor of that hop:
@@ -21,7 +23,7 @@
 //! taking turns, and report each path's best round).
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
 //! read, slow) runs only those workloads, e.g. under a profiler; BENCH_PATHS
-//! (a subset of direct, relay, gateway, http) likewise for batched publish and
+//! (a subset of direct, relay, bare, gateway, http) likewise for batched publish and
 //! read.
 //! BENCH_FRAME sets the tonic clients' HTTP/2 max frame size (tonic's
 //! default, 16 KiB, when unset). BENCH_GATEWAY_BIN runs another build of the
@@ -57,6 +59,8 @@ use std::{
 };
 use tonic::transport::Channel;
 
+mod bare;
+
 /// The clients (direct SDK, tonic, HTTP) run on mimalloc, which makes the
 /// direct SDK client faster than glibc's allocator does, so the baseline the
 /// gateway is compared with is the harder one. (The gateway binary runs on
@@ -72,7 +76,12 @@ const BATCH: usize = 1000;
 /// three the issue names, `relay` is the direct SDK client through a bare
 /// byte relay in its own process, the floor of any gateway that runs as a
 /// process of its own on this machine (every byte crosses it twice more).
-const PATHS: [&str; 4] = ["direct", "relay", "gateway", "http"];
+const READ_PATHS: [&str; 4] = ["direct", "relay", "gateway", "http"];
+
+/// Batched publish also runs through `bare`: the crate's generated service
+/// answering `PublishBatch` with the SDK and nothing else (see `bare.rs`),
+/// what the stack alone allows a gateway built on tonic and the Iggy SDK.
+const PUBLISH_PATHS: [&str; 5] = ["direct", "relay", "bare", "gateway", "http"];
 
 /// One round of a throughput workload on one path: msgs/s and the CPU
 /// microseconds per message of clients, gateway and iggy-server.
@@ -113,12 +122,16 @@ impl Rounds {
     }
 }
 
-/// Runs `run` (given the path and the round) on each path that BENCH_PATHS
-/// selects, `rounds` times, the paths taking turns.
-async fn take_turns(rounds: u64, mut run: impl AsyncFnMut(&'static str, u64) -> Sample) -> Rounds {
+/// Runs `run` (given the path and the round) on each of `paths` that
+/// BENCH_PATHS selects, `rounds` times, the paths taking turns.
+async fn take_turns(
+    rounds: u64,
+    paths: &[&'static str],
+    mut run: impl AsyncFnMut(&'static str, u64) -> Sample,
+) -> Rounds {
     let mut samples = Rounds::default();
     for round in 0..rounds {
-        for mode in PATHS {
+        for &mode in paths {
             if selected("BENCH_PATHS", mode) {
                 samples.add(mode, run(mode, round).await);
             }
@@ -311,6 +324,10 @@ fn tonic_endpoint(address: &str) -> tonic::transport::Endpoint {
 
 /// Set (to Iggy's TCP address) when this binary runs as the byte relay.
 const RELAY_TO: &str = "BENCH_RELAY_TO";
+
+/// Set (to Iggy's connection string) when this binary runs as the bare
+/// gateway.
+const BARE_GATEWAY: &str = "BENCH_BARE_GATEWAY";
 
 /// Relay buffers: a 1 MiB batch crosses in a few reads and writes.
 const RELAY_BUFFER: usize = 1024 * 1024;
@@ -702,6 +719,12 @@ async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) 
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The Iggy connections of the gateway (its pool) and of the bare gateway
+/// for `clients` concurrent clients: two per client, at least eight.
+fn pool_size(clients: u64) -> u16 {
+    (clients.max(4) * 2).try_into().unwrap_or(u16::MAX)
+}
+
 /// `count` SDK clients over TCP, each connected and logged in with
 /// `connection_string`.
 async fn sdk_tcp_clients(connection_string: &str, count: u64) -> Vec<Arc<IggyClient>> {
@@ -724,6 +747,10 @@ fn main() {
     }
     if let Ok(upstream) = env::var(RELAY_TO) {
         return serve_relay(upstream);
+    }
+    if let Ok(iggy) = env::var(BARE_GATEWAY) {
+        let connections = pool_size(setting("BENCH_CLIENTS", 4));
+        return serve_on_loopback(async |listener| bare::serve(listener, &iggy, connections).await);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -777,7 +804,7 @@ async fn run() {
         http_clients.push(Arc::new(client));
     }
 
-    let mut gateway = GatewayProcess::start(&iggy.connection_string(), (clients as u16).max(4) * 2);
+    let mut gateway = GatewayProcess::start(&iggy.connection_string(), pool_size(clients));
     let channels: Vec<Channel> = (0..clients)
         .map(|_| tonic_endpoint(&gateway.address).connect_lazy())
         .collect();
@@ -799,16 +826,18 @@ async fn run() {
         gateway.pid,
         iggy.current_pid().expect("iggy-server is running"),
     );
+    let bare = Helper::start(BARE_GATEWAY, &iggy.connection_string()).await;
+    let bare_channels: Vec<Channel> = (0..clients)
+        .map(|_| tonic_endpoint(&format!("http://127.0.0.1:{}", bare.port)).connect_lazy())
+        .collect();
     // The process between the clients and Iggy whose CPU a path is charged
-    // (the "g" of c+g+i): the relay on the relay path, else the gateway (idle
-    // on the direct and http paths).
-    let relay_pid = relay.pid();
-    let middle_pid = |mode: &str| {
-        if mode == "relay" {
-            relay_pid
-        } else {
-            gateway_pid
-        }
+    // (the "g" of c+g+i): the relay or the bare gateway on their paths, else
+    // the gateway (idle on the direct and http paths).
+    let (relay_pid, bare_pid) = (relay.pid(), bare.pid());
+    let middle_pid = |mode: &str| match mode {
+        "relay" => relay_pid,
+        "bare" => bare_pid,
+        _ => gateway_pid,
     };
     let mut rows: Vec<Row> = Vec::new();
 
@@ -821,7 +850,7 @@ async fn run() {
         //    slow spell of the machine falls on all of them.
         let partitions = clients as u32;
         let messages = (clients * batches * BATCH as u64) as f64;
-        let samples = take_turns(rounds, async |mode, round| {
+        let samples = take_turns(rounds, &PUBLISH_PATHS, async |mode, round| {
             let topic = format!("pub-{mode}-{round}");
             create_topic(admin_client, "bench", &topic, partitions).await;
             let sample = measure((middle_pid(mode), iggy_pid), messages, async {
@@ -829,6 +858,7 @@ async fn run() {
                     "direct" => publish_sdk(&tcp_clients, "bench", &topic, batches).await,
                     "relay" => publish_sdk(&relay_clients, "bench", &topic, batches).await,
                     "gateway" => publish_gateway(&channels, "bench", &topic, batches).await,
+                    "bare" => publish_gateway(&bare_channels, "bench", &topic, batches).await,
                     _ => publish_sdk(&http_clients, "bench", &topic, batches).await,
                 }
             })
@@ -995,7 +1025,7 @@ async fn run() {
         let fill_batches = read_messages.div_ceil(BATCH as u64);
         publish_sdk(&tcp_clients[..1], "bench", "read", fill_batches).await;
         let total = fill_batches * BATCH as u64;
-        let samples = take_turns(rounds, async |mode, _| {
+        let samples = take_turns(rounds, &READ_PATHS, async |mode, _| {
             measure((middle_pid(mode), iggy_pid), total as f64, async {
                 match mode {
                     "direct" => read_sdk(&tcp_clients[0], "bench", "read", total).await,
@@ -1141,16 +1171,18 @@ async fn run() {
     }
     for workload in ["batched publish", "subscribe read"] {
         let rounds = |mode| find_row(&rows, workload, mode).map_or(&[][..], |r| &r.rounds);
-        let by_round: Vec<String> = rounds("gateway")
-            .iter()
-            .zip(rounds("direct"))
-            .map(|(gateway, direct)| format!("{:.2}", gateway / direct))
-            .collect();
-        if !by_round.is_empty() {
-            println!(
-                "{workload}: gateway / direct by round = {}",
-                by_round.join(" ")
-            );
+        for mode in ["bare", "gateway"] {
+            let by_round: Vec<String> = rounds(mode)
+                .iter()
+                .zip(rounds("direct"))
+                .map(|(path, direct)| format!("{:.2}", path / direct))
+                .collect();
+            if !by_round.is_empty() {
+                println!(
+                    "{workload}: {mode} / direct by round = {}",
+                    by_round.join(" ")
+                );
+            }
         }
         let rate = |mode| find_row(&rows, workload, mode).map(|r| r.msgs_per_s);
         if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
@@ -1165,9 +1197,18 @@ async fn run() {
                 gateway / relay
             );
         }
+        if let (Some(bare), Some(direct), Some(gateway)) =
+            (rate("bare"), rate("direct"), rate("gateway"))
+        {
+            println!(
+                "{workload}: a bare gateway (the generated service and the SDK, nothing else: what the stack alone allows) reaches {:.2} of direct; the gateway reaches {:.2} of it",
+                bare / direct,
+                gateway / bare
+            );
+        }
         // What bounds each path: Iggy near 1.0 means its one shard is full;
         // all near the machine's core count means the cores are.
-        let busy: Vec<String> = PATHS
+        let busy: Vec<String> = PUBLISH_PATHS
             .iter()
             .filter_map(|mode| {
                 let row = find_row(&rows, workload, mode)?;

@@ -1,0 +1,168 @@
+//! The bare gateway: the crate's generated `MessagingService` answering
+//! `PublishBatch` with the Iggy SDK and nothing else (no validation, no
+//! layers, no limits, no metrics, no logs), in a process of its own, written
+//! as the SDK's and tonic's documentation would have it. Its batched-publish
+//! rate is what the stack alone (tonic, prost, the SDK) allows on this
+//! machine, before any of the gateway's own work; the relay's is what a
+//! process of its own allows.
+
+use iggy::prelude::{Identifier, IggyClient, IggyMessage, MessageClient, Partitioning};
+use iggy_grpc::{
+    iggy::IggyTarget,
+    proto::{
+        self, BatchEntryResult, PublishBatchRequest, PublishBatchResponse, PublishResult,
+        ResourceId, batch_entry_result::Outcome, messaging_service_server, partitioning,
+        resource_id,
+    },
+};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// Connections to Iggy, taken in turn by the calls.
+struct BareGateway {
+    clients: Vec<Arc<IggyClient>>,
+    next: AtomicUsize,
+}
+
+/// Serves the bare gateway on `listener`, with `connections` SDK clients of
+/// `connection_string`.
+pub async fn serve(listener: tokio::net::TcpListener, connection_string: &str, connections: u16) {
+    let target = IggyTarget::parse(connection_string).expect("target");
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(Arc::new(
+            target
+                .connect(Duration::from_secs(10))
+                .await
+                .expect("connect to Iggy"),
+        ));
+    }
+    let service = BareGateway {
+        clients,
+        next: AtomicUsize::new(0),
+    };
+    tonic::transport::Server::builder()
+        .max_frame_size(Some(1 << 20))
+        .add_service(
+            messaging_service_server::MessagingServiceServer::new(service)
+                .max_decoding_message_size(64 << 20),
+        )
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
+        .await
+        .expect("serve");
+}
+
+fn identifier(id: Option<ResourceId>) -> Result<Identifier, Status> {
+    match id.and_then(|id| id.kind) {
+        Some(resource_id::Kind::Name(name)) => {
+            Identifier::named(&name).map_err(|e| Status::invalid_argument(e.to_string()))
+        }
+        Some(resource_id::Kind::Id(number)) => {
+            Identifier::numeric(number).map_err(|e| Status::invalid_argument(e.to_string()))
+        }
+        None => Err(Status::invalid_argument("stream and topic are required")),
+    }
+}
+
+#[tonic::async_trait]
+impl messaging_service_server::MessagingService for BareGateway {
+    type SubscribeStream = tokio_stream::Empty<Result<proto::SubscribeResponse, Status>>;
+
+    async fn publish_batch(
+        &self,
+        request: Request<PublishBatchRequest>,
+    ) -> Result<Response<PublishBatchResponse>, Status> {
+        let request = request.into_inner();
+        let (stream, topic) = (identifier(request.stream)?, identifier(request.topic)?);
+        let partition = match request.partitioning.and_then(|p| p.kind) {
+            Some(partitioning::Kind::PartitionId(partition)) => partition,
+            _ => return Err(Status::unimplemented("only an explicit partition id")),
+        };
+        let mut ids = Vec::with_capacity(request.messages.len());
+        let mut messages = Vec::with_capacity(request.messages.len());
+        for entry in request.messages {
+            let message = entry.message.unwrap_or_default();
+            let id = Uuid::new_v4();
+            messages.push(
+                IggyMessage::builder()
+                    .id(id.as_u128())
+                    .payload(message.payload)
+                    .build()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            );
+            ids.push(id);
+        }
+        let client = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
+        client
+            .send_messages(
+                &stream,
+                &topic,
+                &Partitioning::partition_id(partition),
+                &mut messages,
+            )
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let results = ids
+            .into_iter()
+            .map(|id| BatchEntryResult {
+                outcome: Some(Outcome::Stored(PublishResult {
+                    id: id.hyphenated().to_string(),
+                    partition_id: partition,
+                    offset: None,
+                })),
+            })
+            .collect();
+        Ok(Response::new(PublishBatchResponse { results }))
+    }
+
+    async fn publish(
+        &self,
+        _: Request<proto::PublishRequest>,
+    ) -> Result<Response<proto::PublishResponse>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+
+    async fn publish_event(
+        &self,
+        _: Request<proto::PublishEventRequest>,
+    ) -> Result<Response<proto::PublishEventResponse>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+
+    async fn publish_event_batch(
+        &self,
+        _: Request<proto::PublishEventBatchRequest>,
+    ) -> Result<Response<proto::PublishEventBatchResponse>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+
+    async fn subscribe(
+        &self,
+        _: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+
+    async fn poll(
+        &self,
+        _: Request<proto::PollRequest>,
+    ) -> Result<Response<proto::PollResponse>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+
+    async fn ack(
+        &self,
+        _: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckResponse>, Status> {
+        Err(Status::unimplemented("PublishBatch only"))
+    }
+}
