@@ -16,10 +16,7 @@ use iggy_grpc::{
     },
 };
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 use tonic::{Request, Response, Status};
@@ -27,7 +24,7 @@ use uuid::Uuid;
 
 /// Connections to Iggy, taken in turn by the calls.
 struct BareGateway {
-    clients: Vec<Arc<IggyClient>>,
+    clients: Vec<IggyClient>,
     next: AtomicUsize,
 }
 
@@ -37,18 +34,19 @@ pub async fn serve(listener: tokio::net::TcpListener, connection_string: &str, c
     let target = IggyTarget::parse(connection_string).expect("target");
     let mut clients = Vec::new();
     for _ in 0..connections {
-        clients.push(Arc::new(
+        clients.push(
             target
                 .connect(Duration::from_secs(10))
                 .await
                 .expect("connect to Iggy"),
-        ));
+        );
     }
     let service = BareGateway {
         clients,
         next: AtomicUsize::new(0),
     };
     tonic::transport::Server::builder()
+        // The gateway's frame size: a batch crosses in a few large frames.
         .max_frame_size(Some(1 << 20))
         .add_service(
             messaging_service_server::MessagingServiceServer::new(service)
@@ -61,6 +59,7 @@ pub async fn serve(listener: tokio::net::TcpListener, connection_string: &str, c
         .expect("serve");
 }
 
+/// The Iggy identifier of a stream or topic field.
 fn identifier(id: Option<ResourceId>) -> Result<Identifier, Status> {
     match id.and_then(|id| id.kind) {
         Some(resource_id::Kind::Name(name)) => {
