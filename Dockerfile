@@ -18,9 +18,9 @@ RUN useradd --system --uid 10001 --no-create-home iggy-grpc
 COPY --from=build /src/target/release/iggy-grpc /usr/local/bin/iggy-grpc
 USER 10001
 ENV IGGY_GRPC_LISTEN=0.0.0.0:50051 \
-    IGGY_GRPC_METRICS_LISTEN=0.0.0.0:9100
+    IGGY_GRPC_METRICS_LISTEN=0.0.0.0:50052
 # gRPC, then Prometheus metrics.
-EXPOSE 50051 9100
+EXPOSE 50051 50052
 HEALTHCHECK --interval=5s --timeout=6s --retries=12 \
     CMD ["/usr/local/bin/iggy-grpc", "--health-check"]
 ENTRYPOINT ["/usr/local/bin/iggy-grpc"]

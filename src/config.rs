@@ -175,7 +175,7 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
 
     /// Address of the Prometheus endpoint (GET /metrics); empty: off.
-    #[arg(long, env = "IGGY_GRPC_METRICS_LISTEN", default_value = "0.0.0.0:9100", value_parser = optional_address)]
+    #[arg(long, env = "IGGY_GRPC_METRICS_LISTEN", default_value = "0.0.0.0:50052", value_parser = optional_address)]
     pub metrics_listen: OptionalAddress,
 
     /// Instead of serving: ask the gateway listening at --listen (on
@@ -199,7 +199,7 @@ fn optional_address(text: &str) -> Result<OptionalAddress, String> {
     }
     text.parse()
         .map(|address| OptionalAddress(Some(address)))
-        .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:9100 (or empty for off)"))
+        .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:50052 (or empty for off)"))
 }
 
 /// How log lines are written.

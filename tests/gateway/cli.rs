@@ -38,7 +38,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .args(args)
         .env_remove("IGGY_CONNECTION_STRING")
         .env_remove("IGGY_EMBEDDED")
-        .env_remove("IGGY_SERVER_BIN");
+        .env_remove("IGGY_SERVER_BIN")
+        // No test may depend on a fixed port being free: the metrics
+        // endpoint is off unless a test turns it on.
+        .env("IGGY_GRPC_METRICS_LISTEN", "");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -126,7 +129,7 @@ fn help_documents_flags() -> Result<(), Failed> {
 
 fn bad_api_keys() -> Result<(), Failed> {
     let output = run(
-        &["--listen", "127.0.0.1:0", "--metrics-listen", ""],
+        &["--listen", "127.0.0.1:0"],
         &[("IGGY_GRPC_API_KEYS", "ci:short:publish")],
     );
     assert_eq!(output.status.code(), Some(78));
@@ -144,8 +147,6 @@ fn bad_tls_files() -> Result<(), Failed> {
         &[
             "--listen",
             "127.0.0.1:0",
-            "--metrics-listen",
-            "",
             "--tls-cert",
             "/nonexistent/cert.pem",
             "--tls-key",
@@ -181,6 +182,7 @@ fn plain_text_logs() -> Result<(), Failed> {
     let mut child = Command::new(BINARY)
         .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
         .args(["--iggy-url", &format!("iggy://iggy:iggy@{unused}")])
+        .args(["--metrics-listen", ""])
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

@@ -3,7 +3,7 @@
 //! line per call without secrets, and on SIGTERM turns NOT_SERVING, exits 0
 //! and stops the server.
 
-use crate::support::{Env, TestBody};
+use crate::support::{Env, TestBody, server_binary};
 use iggy_grpc::proto::{self, admin_service_client::AdminServiceClient};
 use nix::{
     sys::signal::{Signal, kill},
@@ -64,6 +64,8 @@ async fn binary_embedded(env: Env) {
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .arg("--data-dir")
         .arg(&data_dir)
+        .arg("--iggy-server-bin")
+        .arg(server_binary().expect("the shared Iggy was started from a binary"))
         .args(["--log-format", "json"])
         .env("IGGY_GRPC_API_KEYS", format!("ops:{SECRET}:admin"))
         .stdout(Stdio::piped())

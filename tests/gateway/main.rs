@@ -2,8 +2,9 @@
 //!
 //! One iggy-server is shared by every test of this binary (each test uses its
 //! own stream names); tests that kill Iggy start a private one. Without an
-//! iggy-server (`IGGY_SERVER_BIN`, `PATH`, or `IGGY_TEST_ADDRESS`), the tests
-//! that need Iggy are reported as ignored and a loud line says so.
+//! iggy-server (`IGGY_TEST_ADDRESS`, `IGGY_SERVER_BIN`, `PATH`, or the build
+//! kept in `../shared/iggy-server/`), the tests that need Iggy are reported
+//! as ignored and a loud line says so.
 
 mod admin;
 mod cli;

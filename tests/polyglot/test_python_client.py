@@ -27,6 +27,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+# The 0.9.0-edge.5 build kept beside the repository for tests.
+SHARED_SERVER = REPO.parent / "shared" / "iggy-server" / "iggy-server"
 SECRET = "python-client-secret-0123456789"
 KEY = [("x-api-key", SECRET)]
 
@@ -88,6 +90,8 @@ def gateway():
         args += ["--iggy-url", f"iggy://iggy:iggy@{os.environ['IGGY_TEST_ADDRESS']}"]
     elif os.environ.get("IGGY_SERVER_BIN") or shutil.which("iggy-server"):
         args += ["--embedded", "--data-dir", data_dir]
+    elif SHARED_SERVER.is_file():
+        args += ["--embedded", "--data-dir", data_dir, "--iggy-server-bin", str(SHARED_SERVER)]
     else:
         pytest.fail("no iggy-server: set IGGY_SERVER_BIN, put it on PATH, or set IGGY_TEST_ADDRESS")
     env = dict(os.environ, IGGY_GRPC_API_KEYS=f"py:{SECRET}:publish+subscribe+admin")

@@ -5,7 +5,7 @@ use iggy_grpc::iggy::{
     IggyTarget,
     embedded::{EmbeddedIggy, EmbeddedOptions, SERVER_BIN_ENV, find_on_path},
 };
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 /// The variable naming an already running Iggy to test against.
 pub const TEST_ADDRESS_ENV: &str = "IGGY_TEST_ADDRESS";
@@ -19,8 +19,8 @@ pub struct SharedIggy {
 
 impl SharedIggy {
     /// Uses `IGGY_TEST_ADDRESS` (a connection string, or host:port with the
-    /// default iggy/iggy credentials) when set; else starts iggy-server from
-    /// `IGGY_SERVER_BIN` or `PATH`. `None` when there is neither.
+    /// default iggy/iggy credentials) when set; else starts the iggy-server
+    /// that [`server_binary`] finds. `None` when there is none.
     pub async fn find_or_start() -> Option<Self> {
         if let Ok(address) = std::env::var(TEST_ADDRESS_ENV)
             && !address.is_empty()
@@ -35,10 +35,12 @@ impl SharedIggy {
                 embedded: None,
             });
         }
-        if !server_available() {
-            return None;
-        }
-        match EmbeddedIggy::start(EmbeddedOptions::default()).await {
+        let binary = server_binary()?;
+        let options = EmbeddedOptions {
+            binary: Some(binary),
+            ..EmbeddedOptions::default()
+        };
+        match EmbeddedIggy::start(options).await {
             Ok(embedded) => Some(Self {
                 connection_string: embedded.connection_string(),
                 embedded: Some(embedded),
@@ -55,15 +57,24 @@ impl SharedIggy {
     }
 }
 
-/// True when an iggy-server binary can be found.
-pub fn server_available() -> bool {
-    std::env::var_os(SERVER_BIN_ENV).is_some_and(|value| !value.is_empty())
-        || find_on_path("iggy-server").is_some()
+/// The iggy-server binary the tests run: `IGGY_SERVER_BIN`, else
+/// `iggy-server` on `PATH`, else the 0.9.0-edge.5 build kept beside the
+/// repository for tests (`../shared/iggy-server/`).
+pub fn server_binary() -> Option<PathBuf> {
+    if let Some(binary) = std::env::var_os(SERVER_BIN_ENV).filter(|value| !value.is_empty()) {
+        return Some(PathBuf::from(binary));
+    }
+    find_on_path("iggy-server").or_else(|| {
+        let beside =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/iggy-server/iggy-server");
+        beside.is_file().then_some(beside)
+    })
 }
 
 /// A private iggy-server for tests that kill or restart it.
 pub async fn private_iggy() -> EmbeddedIggy {
     match EmbeddedIggy::start(EmbeddedOptions {
+        binary: server_binary(),
         stop_grace: Duration::from_secs(5),
         ..EmbeddedOptions::default()
     })

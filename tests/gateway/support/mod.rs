@@ -9,7 +9,7 @@ mod subscription;
 
 pub use fixtures::{by_name, new_topic, purge_topic, stored, wait_for_index_files};
 pub use gateway::TestGateway;
-pub use iggy::{SharedIggy, private_iggy, sdk_client};
+pub use iggy::{SharedIggy, private_iggy, sdk_client, server_binary};
 pub use subscription::{Event, Subscription};
 
 use std::{
