@@ -55,14 +55,6 @@ pub fn is_health(path: &str) -> bool {
     path.starts_with(HEALTH)
 }
 
-/// Whether `path` is a method whose handler decodes its message from the
-/// received bytes (see `layers::ReceivedMessageLayer`): the batched publish,
-/// whose payloads are worth not copying. Such a handler must call
-/// `layers::decode_received`, or it sees an empty message.
-pub fn decodes_received_bytes(path: &str) -> bool {
-    path.strip_prefix(MESSAGING) == Some("PublishBatch")
-}
-
 /// Every method the gateway serves, as `package.Service/Method`, read from
 /// the descriptors it serves (its own, health and both reflections).
 pub fn known_methods() -> HashSet<String> {

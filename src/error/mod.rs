@@ -7,6 +7,7 @@
 
 mod iggy_codes;
 pub mod not_found;
+pub mod transport;
 
 pub use iggy_codes::{grpc_code, is_connection_lost, is_outcome_unknown};
 
@@ -34,6 +35,32 @@ pub enum GatewayError {
         field: String,
         /// What is wrong with it and what is allowed.
         description: String,
+    },
+    /// The request body is not a protobuf message of the method's type.
+    #[error("the request does not decode as this method's message: {0}")]
+    MalformedRequest(String),
+    /// The request message is over `--max-request-bytes`.
+    #[error("the request message is over the limit of {limit} bytes (--max-request-bytes)")]
+    RequestTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// No method of the gateway has this path.
+    #[error("the gateway serves no method {0}")]
+    UnknownMethod(String),
+    /// The request is compressed with an encoding the gateway does not take.
+    #[error("{0}; send the request uncompressed")]
+    UnsupportedEncoding(String),
+    /// A refusal made below the gateway's own code (by tonic or hyper), with
+    /// no better reason known than its code.
+    #[error("{message}")]
+    Transport {
+        /// The code it was sent with.
+        code: Code,
+        /// The machine-readable reason.
+        reason: &'static str,
+        /// What it said.
+        message: String,
     },
     /// Iggy answered with an error. Only the code crosses the wire, so the
     /// message is built from the error's name, not from the SDK's text (which
@@ -168,7 +195,10 @@ impl GatewayError {
     /// The gRPC code a client receives for this error.
     pub fn code(&self) -> Code {
         match self {
-            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::InvalidArgument { .. } | Self::MalformedRequest(_) => Code::InvalidArgument,
+            Self::RequestTooLarge { .. } => Code::OutOfRange,
+            Self::UnknownMethod(_) | Self::UnsupportedEncoding(_) => Code::Unimplemented,
+            Self::Transport { code, .. } => *code,
             Self::Iggy(error) => grpc_code(error),
             Self::IggyUnavailable => Code::Unavailable,
             Self::PoolExhausted { .. } => Code::ResourceExhausted,
@@ -190,6 +220,11 @@ impl GatewayError {
     pub fn reason(&self) -> String {
         match self {
             Self::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
+            Self::MalformedRequest(_) => "MALFORMED_REQUEST".into(),
+            Self::RequestTooLarge { .. } => "REQUEST_TOO_LARGE".into(),
+            Self::UnknownMethod(_) => "UNKNOWN_METHOD".into(),
+            Self::UnsupportedEncoding(_) => "UNSUPPORTED_ENCODING".into(),
+            Self::Transport { reason, .. } => (*reason).into(),
             Self::Iggy(error) => iggy_codes::reason(error),
             Self::IggyUnavailable => "IGGY_UNAVAILABLE".into(),
             Self::PoolExhausted { .. } => "POOL_EXHAUSTED".into(),
@@ -222,8 +257,14 @@ impl GatewayError {
         if let Self::InvalidArgument { field, description } = &self {
             details.add_bad_request_violation(field.clone(), description.clone());
         }
-        if let Self::Iggy(error) = &self {
-            metadata.insert("iggy_code".to_owned(), error.as_code().to_string());
+        match &self {
+            Self::Iggy(error) => {
+                metadata.insert("iggy_code".to_owned(), error.as_code().to_string());
+            }
+            Self::RequestTooLarge { limit, .. } => {
+                metadata.insert("limit_bytes".to_owned(), limit.to_string());
+            }
+            _ => {}
         }
         let retry_after = self.retry_after();
         if retry_after.is_some() {
@@ -256,6 +297,11 @@ impl GatewayError {
             | Self::TooManySubscriptions { .. } => Some(UNAVAILABLE_RETRY_AFTER),
             Self::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
             Self::InvalidArgument { .. }
+            | Self::MalformedRequest(_)
+            | Self::RequestTooLarge { .. }
+            | Self::UnknownMethod(_)
+            | Self::UnsupportedEncoding(_)
+            | Self::Transport { .. }
             | Self::SubscriptionNotFound(_)
             | Self::FailedPrecondition { .. }
             | Self::Unauthenticated { .. }

@@ -2,6 +2,8 @@
 //!
 //! The order is deliberate (outermost first):
 //!
+//! 0. [`ErrorDetailsLayer`]: every error leaving the gateway carries an
+//!    ErrorInfo reason, including the ones tonic makes itself.
 //! 1. [`ArrivalLayer`]: stamps the arrival instant for deadline handling.
 //! 2. [`RequestIdLayer`]: every call, even a refused one, gets a request id,
 //!    a (debug) tracing span and the id echoed back.
@@ -13,21 +15,19 @@
 //!    principal.
 //! 6. [`LoadShedLayer`]: the global concurrency limit, so only calls that
 //!    will really run take a slot.
-//! 7. [`ReceivedMessageLayer`]: reads a batched publish's body whole, last,
-//!    so no body is read for a call the layers above refuse.
 
 mod arrival;
 mod auth;
 mod call_log;
+mod error_details;
 mod load_shed;
 mod rate_limit;
-mod received_message;
 mod request_id;
 
 pub use arrival::{Arrival, ArrivalLayer};
 pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
 pub use call_log::{CallLogLayer, write_lines_when_idle};
+pub use error_details::ErrorDetailsLayer;
 pub use load_shed::LoadShedLayer;
 pub use rate_limit::RateLimitLayer;
-pub use received_message::{ReceivedMessageLayer, decode_received};
 pub use request_id::RequestIdLayer;

@@ -15,7 +15,6 @@ use crate::{
     edge::{Principal, RateLimits, Refusal, Traceparent, access},
     error::GatewayError,
     iggy::IggyPool,
-    layers::decode_received,
     metrics,
     proto::{self, messaging_service_server::MessagingService},
     validate::{self, FieldPath},
@@ -322,7 +321,6 @@ impl MessagingService for Messaging {
         &self,
         request: Request<proto::PublishBatchRequest>,
     ) -> Result<Response<proto::PublishBatchResponse>, Status> {
-        let request = decode_received(request)?;
         respond(self.publish_many(request).await)
     }
 

@@ -14,8 +14,8 @@ use crate::{
     health,
     iggy::{IggyPool, IggyTarget, TargetError},
     layers::{
-        ArrivalLayer, AuthLayer, Authenticator, CallLogLayer, LoadShedLayer, RateLimitLayer,
-        ReceivedMessageLayer, RequestIdLayer,
+        ArrivalLayer, AuthLayer, Authenticator, CallLogLayer, ErrorDetailsLayer, LoadShedLayer,
+        RateLimitLayer, RequestIdLayer,
     },
     messaging::{
         Messaging, PartitionRouter, Publisher,
@@ -135,6 +135,7 @@ pub async fn serve(
 
     // The order is explained in `layers`: outermost first.
     let layers = ServiceBuilder::new()
+        .layer(ErrorDetailsLayer::new(max_request))
         // Innermost of the transport's layers: stamps arrival right after
         // the transport starts its own clock for `grpc-timeout`.
         .layer(ArrivalLayer)
@@ -143,7 +144,6 @@ pub async fn serve(
         .layer(AuthLayer::new(edge.authenticator))
         .layer(RateLimitLayer::new(edge.rate_limits))
         .layer(LoadShedLayer::new(config.max_concurrent_calls()))
-        .layer(ReceivedMessageLayer::new(max_request))
         .into_inner();
     let mut builder = Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
@@ -162,9 +162,10 @@ pub async fn serve(
     let (stop_accepting, mut stop_accepting_rx) = watch::channel(false);
     let server = builder
         .layer(layers)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        // Every service decodes requests up to the same limit.
+        .add_service(health_service.max_decoding_message_size(max_request))
+        .add_service(reflection_v1.max_decoding_message_size(max_request))
+        .add_service(reflection_v1alpha.max_decoding_message_size(max_request))
         .add_service(AdminServiceServer::new(admin).max_decoding_message_size(max_request))
         .add_service(MessagingServiceServer::new(messaging).max_decoding_message_size(max_request))
         // The listener comes from the caller, so tonic cannot set socket

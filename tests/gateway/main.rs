@@ -15,6 +15,7 @@ mod outcome;
 mod pool;
 mod publish;
 mod reflection;
+mod refusals;
 mod resilience;
 mod subscribe;
 mod support;
@@ -35,6 +36,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(resilience::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
+    tests.extend(refusals::tests());
     tests.extend(edge::tests());
     tests
 }

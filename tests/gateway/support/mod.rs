@@ -5,11 +5,13 @@
 mod fixtures;
 mod gateway;
 mod iggy;
+mod raw;
 mod subscription;
 
 pub use fixtures::{by_name, new_topic, purge_topic, stored, wait_for_index_files};
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client, server_binary};
+pub use raw::{grpc_frame, raw_call};
 pub use subscription::{Event, Subscription};
 
 use std::{
