@@ -9,7 +9,6 @@ use iggy_grpc::{
         IggyTarget,
         embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
     },
-    layers,
 };
 use std::{
     io::IsTerminal,
@@ -23,6 +22,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tracing::{error, info};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc reuses freed memory: each batch moves ~1 MiB buffers (the gRPC
@@ -54,10 +54,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match layers::write_lines_when_idle(
-        tokio::runtime::Builder::new_multi_thread().enable_all(),
-    )
-    .build()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -68,7 +67,7 @@ fn main() -> ExitCode {
     if config.health_check {
         return runtime.block_on(health_check(config.listen));
     }
-    init_logging(config.log_format);
+    let _log_writer = init_logging(config.log_format);
     runtime.block_on(run(config))
 }
 
@@ -82,18 +81,26 @@ const DEFAULT_LOG_FILTER: &str =
 
 /// Text logs are coloured only on a terminal (and without `NO_COLOR`): a
 /// pipe or file to a log collector gets plain lines, with no escape codes.
-fn init_logging(format: LogFormat) {
+///
+/// Lines are written to stdout by a thread of their own, so a call's
+/// `call finished` line costs its worker a queue push, not a `write`. Past
+/// the queue's bound (128k lines behind) lines are dropped rather than
+/// stalling calls. The returned guard writes what is queued when dropped.
+fn init_logging(format: LogFormat) -> WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour);
+        .with_ansi(colour)
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 async fn run(mut config: Config) -> ExitCode {

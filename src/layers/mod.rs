@@ -26,7 +26,7 @@ mod request_id;
 
 pub use arrival::{Arrival, ArrivalLayer};
 pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
-pub use call_log::{CallLogLayer, write_lines_when_idle};
+pub use call_log::CallLogLayer;
 pub use error_details::ErrorDetailsLayer;
 pub use load_shed::LoadShedLayer;
 pub use rate_limit::RateLimitLayer;

@@ -2,11 +2,9 @@
 //! duration, request id, trace context (when sent) and principal (never
 //! metadata values, keys or payloads). A call finishes when its last response
 //! byte is sent, so a Subscribe stream is logged when it ends; a client that
-//! goes away first is logged as CANCELLED. The metrics are counted when the
-//! call finishes; on the binary's runtime, the line is written when the
-//! thread goes idle.
-
-mod idle_write;
+//! goes away first is logged as CANCELLED. The line goes through the logging
+//! stack like every other (the binary writes it on a background thread, see
+//! `init_logging` in `main.rs`).
 
 use crate::{
     edge::{Principal, RequestId, Traceparent},
@@ -19,20 +17,10 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Instant,
 };
-use tokio::runtime::Builder;
 use tonic::{Code, codegen::http};
 use tower::{Layer, Service};
-
-/// Sets up `builder`'s worker threads to write their calls' lines when they
-/// go idle rather than before the answer is sent (see `idle_write.rs`), and
-/// the lines still kept when a thread stops.
-pub fn write_lines_when_idle(builder: &mut Builder) -> &mut Builder {
-    builder
-        .on_thread_park(idle_write::on_worker_park)
-        .on_thread_stop(idle_write::on_thread_stop)
-}
 
 /// The method label for paths the gateway does not serve, so unknown paths
 /// cannot grow the metrics without bound.
@@ -157,44 +145,18 @@ struct CallRecord {
 }
 
 impl CallRecord {
-    /// Counts the call now; its line is written at once or, on a gateway
-    /// worker thread, once that thread goes idle (see [`idle_write`]).
+    /// Counts the call and writes its line.
     fn finish(self, code: Code) {
-        let line = CallLine {
-            record: self,
-            code,
-            finished: Instant::now(),
-        };
-        line.record.method.record(code, line.elapsed());
-        idle_write::write_or_keep(line);
-    }
-}
-
-/// A finished call's `call finished` line, not yet written.
-#[derive(Debug)]
-struct CallLine {
-    record: CallRecord,
-    code: Code,
-    /// When the call finished.
-    finished: Instant,
-}
-
-impl CallLine {
-    /// How long the call took, from arrival to its end.
-    fn elapsed(&self) -> Duration {
-        self.finished.saturating_duration_since(self.record.started)
-    }
-
-    fn write(self) {
-        let record = &self.record;
+        let elapsed = self.started.elapsed();
+        self.method.record(code, elapsed);
         tracing::info!(
             target: "iggy_grpc::call",
-            method = record.method.method(),
-            code = metrics::code_name(self.code),
-            duration_ms = self.elapsed().as_secs_f64() * 1000.0,
-            request_id = record.request_id.as_ref().map(RequestId::as_str),
-            traceparent = record.traceparent.as_ref().map(Traceparent::as_str),
-            principal = record.principal.as_deref().map(Principal::label),
+            method = self.method.method(),
+            code = metrics::code_name(code),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = self.request_id.as_ref().map(RequestId::as_str),
+            traceparent = self.traceparent.as_ref().map(Traceparent::as_str),
+            principal = self.principal.as_deref().map(Principal::label),
             "call finished"
         );
     }
