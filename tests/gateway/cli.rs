@@ -21,7 +21,6 @@ pub fn tests() -> Vec<Trial> {
             "cli::embedded_without_binary_names_the_variable",
             embedded_without_binary,
         ),
-        Trial::test("cli::help_documents_every_flag", help_documents_flags),
         Trial::test("cli::bad_api_keys_exit_78_naming_the_entry", bad_api_keys),
         Trial::test("cli::unusable_tls_files_exit_78", bad_tls_files),
         Trial::test("cli::metrics_address_in_use_exits_69", metrics_in_use),
@@ -91,39 +90,6 @@ fn embedded_without_binary() -> Result<(), Failed> {
     assert_eq!(output.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("IGGY_SERVER_BIN"), "{stderr}");
-    Ok(())
-}
-
-fn help_documents_flags() -> Result<(), Failed> {
-    let output = run(&["--help"], &[]);
-    assert_eq!(output.status.code(), Some(0));
-    let help = String::from_utf8_lossy(&output.stdout);
-    for flag in [
-        "--listen",
-        "IGGY_GRPC_LISTEN",
-        "--iggy-url",
-        "IGGY_CONNECTION_STRING",
-        "--pool-size",
-        "IGGY_GRPC_POOL_SIZE",
-        "--embedded",
-        "IGGY_EMBEDDED",
-        "--iggy-server-bin",
-        "IGGY_SERVER_BIN",
-        "--log-format",
-        "--shutdown-grace",
-        "--api-keys-file",
-        "IGGY_GRPC_API_KEYS",
-        "--rate-limit-requests",
-        "--rate-limit-messages",
-        "--auth-max-failures",
-        "--max-concurrent-calls",
-        "--tls-cert",
-        "--tls-client-ca",
-        "--metrics-listen",
-        "--health-check",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
-    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod cli;
+mod docs;
 mod edge;
 mod embedded;
 mod health;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
     }
 
     let mut trials: Vec<Trial> = cli::tests();
+    trials.extend(docs::tests());
     for (name, body) in iggy_tests() {
         let trial = match &iggy {
             Some(iggy) => {
