@@ -1,281 +1,141 @@
-//! Command-line flags with environment-variable fallbacks.
+//! The gateway's settings as the library takes them: plain values with
+//! `Default`, grouped by concern. The binary builds one from its flags and
+//! environment variables (`src/bin/iggy-grpc/args.rs`); tests and library
+//! users build one in code. Nothing here reads the environment.
 
 use crate::{
     edge::RateSpec,
     iggy::PoolOptions,
     messaging::{PublishLimits, subscribe::SubscribeLimits},
 };
-use clap::{Parser, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-/// iggy-grpc: a gRPC gateway for Apache Iggy.
-///
-/// Publish to, subscribe to and administer an Iggy server from any language
-/// with a gRPC stack. Every flag can also be set by the environment variable
-/// named in its help.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "iggy-grpc", version)]
+/// Everything [`crate::serve`] needs besides its listener.
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "IGGY_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
-    pub listen: SocketAddr,
-
-    /// Iggy to connect to: iggy://user:password@host:port (ignored with --embedded).
-    #[arg(
-        long,
-        env = "IGGY_CONNECTION_STRING",
-        default_value = "iggy://iggy:iggy@127.0.0.1:8090",
-        hide_env_values = true
-    )]
+    /// Iggy to connect to: `iggy://user:password@host:port`.
     pub iggy_url: String,
-
-    /// Number of pooled Iggy connections for publish and admin calls (1-1024);
-    /// each serves one call at a time.
-    #[arg(long, env = "IGGY_GRPC_POOL_SIZE", default_value_t = 8,
-          value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub pool_size: u16,
-
-    /// How long a call waits for a free pooled connection before
-    /// RESOURCE_EXHAUSTED (e.g. 500ms, 5s).
-    #[arg(long, env = "IGGY_GRPC_POOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub pool_timeout: Duration,
-
-    /// Start and supervise a local iggy-server instead of connecting to one.
-    #[arg(long, env = "IGGY_EMBEDDED")]
-    pub embedded: bool,
-
-    /// The iggy-server binary for --embedded (default: iggy-server on PATH).
-    #[arg(long, env = "IGGY_SERVER_BIN")]
-    pub iggy_server_bin: Option<PathBuf>,
-
-    /// Data directory of the embedded Iggy (default: a throwaway directory
-    /// under the OS temp dir, removed on exit).
-    #[arg(long, env = "IGGY_GRPC_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "IGGY_GRPC_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
-
-    /// How long GetStats answers from its cache before asking Iggy again.
-    #[arg(long, env = "IGGY_GRPC_STATS_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub stats_ttl: Duration,
-
-    /// Largest payload of one published message, in bytes (Iggy's ceiling is 64 MB).
-    #[arg(long, env = "IGGY_GRPC_MAX_PAYLOAD_BYTES", default_value_t = 4 * 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(1..=64_000_000))]
-    pub max_payload_bytes: u64,
-
-    /// Largest total size of one message's headers, in bytes (Iggy's ceiling is 100 KB).
-    #[arg(long, env = "IGGY_GRPC_MAX_HEADERS_BYTES", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_headers_bytes: u64,
-
-    /// Most entries in one PublishBatch or PublishEventBatch call.
-    #[arg(long, env = "IGGY_GRPC_MAX_BATCH_MESSAGES", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_batch_messages: u64,
-
-    /// Largest gRPC request the gateway decodes, in bytes.
-    #[arg(long, env = "IGGY_GRPC_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
-    pub max_request_bytes: u64,
-
+    /// The pool of Iggy connections for publish and admin calls.
+    pub pool: PoolOptions,
+    /// Size limits on what a publish may carry.
+    pub publish: PublishLimits,
+    /// Bounds and defaults for subscriptions.
+    pub subscribe: SubscribeLimits,
+    /// Keys, lockout, rate limits and TLS.
+    pub edge: EdgeConfig,
+    /// HTTP/2 and call limits, and the shutdown grace.
+    pub transport: TransportConfig,
     /// How long a topic's partition count is trusted before it is read again
     /// (changes made through the gateway apply at once).
-    #[arg(long, env = "IGGY_GRPC_PARTITION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub partition_cache_ttl: Duration,
-
-    /// Most concurrent Subscribe streams; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IGGY_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_subscriptions: u64,
-
-    /// Longest pause between polls of an idle subscription (bounds its poll
-    /// rate and the delivery delay of messages from other producers).
-    #[arg(long, env = "IGGY_GRPC_IDLE_POLL_BACKOFF", default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub idle_poll_backoff: Duration,
-
-    /// Heartbeat interval of idle streams when the request sets none.
-    #[arg(long, env = "IGGY_GRPC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Duration,
-
-    /// API keys file (TOML, or JSON when it ends in .json); see the README
-    /// for its shape. With no keys at all, authentication is off.
-    #[arg(long, env = "IGGY_GRPC_API_KEYS_FILE")]
-    pub api_keys_file: Option<PathBuf>,
-
-    /// API keys as `id:secret:scope+scope[:stream+stream]`, separated by `;`
-    /// (secrets are hashed at start; prefer the environment variable over
-    /// the flag, which other users can see in the process list).
-    #[arg(long, env = "IGGY_GRPC_API_KEYS", hide_env_values = true)]
-    pub api_keys: Option<String>,
-
-    /// Require a valid API key (any scope) for reflection; health stays open.
-    #[arg(long, env = "IGGY_GRPC_REFLECTION_REQUIRES_KEY")]
-    pub reflection_requires_key: bool,
-
-    /// Failed authentications from one address that lock it out (0: never).
-    #[arg(long, env = "IGGY_GRPC_AUTH_MAX_FAILURES", default_value_t = 10)]
-    pub auth_max_failures: u32,
-
-    /// The window failures are counted in, and how long a lockout lasts.
-    #[arg(long, env = "IGGY_GRPC_AUTH_LOCKOUT", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub auth_lockout: Duration,
-
-    /// Requests per second per principal (key, certificate, or peer address
-    /// when auth is off); 0: unlimited. Keys may set their own.
-    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_REQUESTS", default_value_t = 0)]
-    pub rate_limit_requests: u32,
-
-    /// Requests a principal may send at once above its rate (default: one second's worth).
-    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_REQUEST_BURST")]
-    pub rate_limit_request_burst: Option<u32>,
-
-    /// Published messages per second per principal (a batch costs its
-    /// size); 0: unlimited. Keys may set their own.
-    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_MESSAGES", default_value_t = 0)]
-    pub rate_limit_messages: u32,
-
-    /// Messages a principal may publish at once above its rate (default:
-    /// one second's worth); also the largest batch it can send.
-    #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_MESSAGE_BURST")]
-    pub rate_limit_message_burst: Option<u32>,
-
-    /// Most calls in progress across all connections; more are refused at
-    /// once with RESOURCE_EXHAUSTED (health checks are never refused).
-    #[arg(long, env = "IGGY_GRPC_MAX_CONCURRENT_CALLS", default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_concurrent_calls: u64,
-
-    /// Most concurrent HTTP/2 streams (calls) on one client connection.
-    #[arg(long, env = "IGGY_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrent_streams: u32,
-
-    /// Interval of HTTP/2 keepalive pings to idle clients (0s: off).
-    #[arg(long, env = "IGGY_GRPC_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub http2_keepalive_interval: Duration,
-
-    /// How long a keepalive ping may go unanswered before the connection is closed.
-    #[arg(long, env = "IGGY_GRPC_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub http2_keepalive_timeout: Duration,
-
-    /// Server certificate chain (PEM); turns TLS on (needs --tls-key).
-    #[arg(long, env = "IGGY_GRPC_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// Server private key (PEM).
-    #[arg(long, env = "IGGY_GRPC_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// CA (PEM) that client certificates must chain to: turns on mutual TLS.
-    /// A client certificate's common name can stand in for an API key.
-    #[arg(long, env = "IGGY_GRPC_TLS_CLIENT_CA", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
-
-    /// Address of the Prometheus endpoint (GET /metrics); empty: off.
-    #[arg(long, env = "IGGY_GRPC_METRICS_LISTEN", default_value = "0.0.0.0:50052", value_parser = optional_address)]
-    pub metrics_listen: OptionalAddress,
-
-    /// Instead of serving: ask the gateway listening at --listen (on
-    /// loopback when it listens on all addresses) for its gRPC health and
-    /// exit 0 if SERVING, 1 otherwise. For container health checks.
-    #[arg(long)]
-    pub health_check: bool,
-
-    /// Log output format.
-    #[arg(long, env = "IGGY_GRPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// How long GetStats answers from its cache before asking Iggy again.
+    pub stats_ttl: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
+    /// Off by default in the library; the binary's default is `0.0.0.0:50052`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
-/// A socket address that may be switched off with an empty value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptionalAddress(pub Option<SocketAddr>);
-
-fn optional_address(text: &str) -> Result<OptionalAddress, String> {
-    if text.trim().is_empty() {
-        return Ok(OptionalAddress(None));
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            iggy_url: "iggy://iggy:iggy@127.0.0.1:8090".to_owned(),
+            pool: PoolOptions::default(),
+            publish: PublishLimits::default(),
+            subscribe: SubscribeLimits::default(),
+            edge: EdgeConfig::default(),
+            transport: TransportConfig::default(),
+            partition_cache_ttl: Duration::from_secs(1),
+            stats_ttl: Duration::from_secs(5),
+            metrics_listen: None,
+        }
     }
-    text.parse()
-        .map(|address| OptionalAddress(Some(address)))
-        .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:50052 (or empty for off)"))
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 impl Config {
-    /// The configuration with every default, for tests and embedding.
+    /// Every default, for the Iggy at `iggy_url`.
     pub fn for_connection_string(iggy_url: impl Into<String>) -> Self {
-        let mut config = Self::parse_from(["iggy-grpc"]);
-        config.iggy_url = iggy_url.into();
-        config
-    }
-
-    /// The publish limits this configuration asks for.
-    pub fn publish_limits(&self) -> PublishLimits {
-        PublishLimits {
-            max_payload_bytes: to_usize(self.max_payload_bytes),
-            max_headers_bytes: to_usize(self.max_headers_bytes),
-            max_batch_messages: to_usize(self.max_batch_messages),
-        }
-    }
-
-    /// The subscription limits this configuration asks for.
-    pub fn subscribe_limits(&self) -> SubscribeLimits {
-        let defaults = SubscribeLimits::default();
-        SubscribeLimits {
-            max_subscriptions: to_usize(self.max_subscriptions),
-            max_idle_backoff: self.idle_poll_backoff.max(Duration::from_millis(1)),
-            default_heartbeat: self
-                .heartbeat_interval
-                .clamp(defaults.min_heartbeat, defaults.max_heartbeat),
-            ..defaults
-        }
-    }
-
-    /// The most calls in progress before load is shed.
-    pub fn max_concurrent_calls(&self) -> usize {
-        to_usize(self.max_concurrent_calls)
-    }
-
-    /// The largest request to decode.
-    pub fn max_request_bytes(&self) -> usize {
-        to_usize(self.max_request_bytes)
-    }
-
-    /// The global request rate per principal, if limited.
-    pub fn request_rate(&self) -> Option<RateSpec> {
-        RateSpec::new(self.rate_limit_requests, self.rate_limit_request_burst)
-    }
-
-    /// The global message rate per principal, if limited.
-    pub fn message_rate(&self) -> Option<RateSpec> {
-        RateSpec::new(self.rate_limit_messages, self.rate_limit_message_burst)
-    }
-
-    /// The keepalive ping interval, if on.
-    pub fn keepalive_interval(&self) -> Option<Duration> {
-        (!self.http2_keepalive_interval.is_zero()).then_some(self.http2_keepalive_interval)
-    }
-
-    /// The pool settings this configuration asks for.
-    pub fn pool_options(&self) -> PoolOptions {
-        PoolOptions {
-            size: usize::from(self.pool_size),
-            acquire_timeout: self.pool_timeout,
-            ..PoolOptions::default()
+        Self {
+            iggy_url: iggy_url.into(),
+            ..Self::default()
         }
     }
 }
 
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
+/// Who may call, and how much.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// An API keys file (TOML, or JSON when it ends in `.json`).
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys as `id:secret:scope+scope[:stream+stream]`, `;`-separated.
+    /// With no keys at all, authentication is off.
+    pub api_keys: Option<String>,
+    /// Whether reflection needs a valid key (health stays open).
+    pub reflection_requires_key: bool,
+    /// Failed authentications from one address that lock it out (0: never).
+    pub auth_max_failures: u32,
+    /// The window failures are counted in, and how long a lockout lasts.
+    pub auth_lockout: Duration,
+    /// Requests per second per principal; `None`: unlimited.
+    pub request_rate: Option<RateSpec>,
+    /// Published messages per second per principal; `None`: unlimited.
+    pub message_rate: Option<RateSpec>,
+    /// TLS; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            api_keys_file: None,
+            api_keys: None,
+            reflection_requires_key: false,
+            auth_max_failures: 10,
+            auth_lockout: Duration::from_secs(300),
+            request_rate: None,
+            message_rate: None,
+            tls: None,
+        }
+    }
+}
+
+/// The PEM files TLS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// A CA client certificates must chain to: turns on mutual TLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// HTTP/2 and call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Largest gRPC request message decoded, in bytes.
+    pub max_request_bytes: usize,
+    /// Most calls in progress across all connections; more are refused at
+    /// once with RESOURCE_EXHAUSTED (health checks never are).
+    pub max_concurrent_calls: usize,
+    /// Most concurrent HTTP/2 streams (calls) on one client connection.
+    pub max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keepalive pings to idle clients; `None`: off.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long a keepalive ping may go unanswered before the connection closes.
+    pub http2_keepalive_timeout: Duration,
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 64 * 1024 * 1024,
+            max_concurrent_calls: 1024,
+            max_concurrent_streams: 256,
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
 }

@@ -4,7 +4,7 @@ mod write_coalescing;
 
 use crate::{
     admin::{Admin, StatsCache},
-    config::Config,
+    config::{Config, EdgeConfig},
     edge::{
         ApiKeys, Lockout, RateLimits,
         keys::KeysError,
@@ -54,6 +54,14 @@ pub enum ServeError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The metrics address could not be bound.
+    #[error("cannot listen for metrics on {address}: {source}")]
+    MetricsListen {
+        /// The address asked for.
+        address: std::net::SocketAddr,
+        /// Why binding it failed.
+        source: std::io::Error,
+    },
     /// The gRPC server failed.
     #[error("gRPC server error: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -80,7 +88,8 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Serves the gateway on `listener` until `shutdown` completes, then shuts
 /// down gracefully: health turns NOT_SERVING first, new calls are refused,
-/// in-flight calls get `config.shutdown_grace` to finish.
+/// in-flight calls get `config.transport.shutdown_grace` to finish. With
+/// `config.metrics_listen` set, Prometheus metrics are served there too.
 ///
 /// The listener is bound by the caller, so tests bind `127.0.0.1:0`.
 pub async fn serve(
@@ -89,13 +98,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let target = IggyTarget::parse(&config.iggy_url)?;
-    let edge = Edge::load(&config)?;
+    let edge = Edge::load(&config.edge)?;
+    let metrics_endpoint = match config.metrics_listen {
+        Some(address) => Some(serve_metrics(address).await?),
+        None => None,
+    };
+    let transport = config.transport;
     info!(
         iggy = target.server_address(),
-        pool_size = config.pool_size,
+        pool_size = config.pool.size,
         "starting"
     );
-    let pool = IggyPool::start(target, config.pool_options());
+    let pool = IggyPool::start(target, config.pool.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::set_all(&health_reporter, ServingStatus::NotServing).await;
@@ -118,19 +132,19 @@ pub async fn serve(
     let wakeups = Arc::new(Wakeups::default());
     let subscriptions = Arc::new(Subscriptions::new(
         pool.clone(),
-        config.subscribe_limits(),
+        config.subscribe.clone(),
         shutting_down_rx.clone(),
         Arc::clone(&wakeups),
     ));
     let messaging = Messaging::new(
         pool.clone(),
         Publisher::new(pool.clone(), router, wakeups),
-        config.publish_limits(),
+        config.publish,
         subscriptions,
-        config.subscribe_limits(),
+        config.subscribe.clone(),
         Arc::clone(&edge.rate_limits),
     );
-    let max_request = config.max_request_bytes();
+    let max_request = transport.max_request_bytes;
     let pool_metrics = track_pool_metrics(pool.watch_status());
 
     // The order is explained in `layers`: outermost first.
@@ -143,12 +157,12 @@ pub async fn serve(
         .layer(CallLogLayer::new(method::known_methods()))
         .layer(AuthLayer::new(edge.authenticator))
         .layer(RateLimitLayer::new(edge.rate_limits))
-        .layer(LoadShedLayer::new(config.max_concurrent_calls()))
+        .layer(LoadShedLayer::new(transport.max_concurrent_calls))
         .into_inner();
     let mut builder = Server::builder()
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .http2_keepalive_interval(config.keepalive_interval())
-        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .http2_keepalive_interval(transport.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout))
         // HTTP/2 frames of up to 1 MiB (the default is 16 KiB): a 1 MiB
         // batch then crosses the socket in a few large reads, not 64+.
         .max_frame_size(Some(MAX_FRAME_BYTES));
@@ -192,18 +206,19 @@ pub async fn serve(
     tokio::select! {
         result = &mut server => {
             pool.close();
+            stop_metrics(metrics_endpoint).await;
             return result.map_err(ServeError::from);
         }
         () = shutdown => {}
     }
 
-    info!(grace = ?config.shutdown_grace, "shutting down");
+    info!(grace = ?transport.shutdown_grace, "shutting down");
     // Health first, so load balancers stop sending before calls are refused.
     shutting_down.send_replace(true);
     health::set_all(&health_reporter, ServingStatus::NotServing).await;
     let _ = health_task.await;
     stop_accepting.send_replace(true);
-    let result = match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+    let result = match tokio::time::timeout(transport.shutdown_grace, &mut server).await {
         Ok(result) => result.map_err(ServeError::from),
         Err(_) => {
             warn!("shutdown grace period over; dropping the calls still running");
@@ -212,6 +227,7 @@ pub async fn serve(
     };
     pool.close();
     pool_metrics.abort();
+    stop_metrics(metrics_endpoint).await;
     info!("stopped");
     result
 }
@@ -224,7 +240,7 @@ struct Edge {
 }
 
 impl Edge {
-    fn load(config: &Config) -> Result<Self, ServeError> {
+    fn load(config: &EdgeConfig) -> Result<Self, ServeError> {
         let keys = ApiKeys::load(config.api_keys_file.as_deref(), config.api_keys.as_deref())?;
         if keys.is_empty() {
             warn!(
@@ -235,8 +251,8 @@ impl Edge {
             info!(keys = keys.iter().count(), "API key authentication is on");
         }
         let rate_limits = Arc::new(RateLimits::new(
-            config.request_rate(),
-            config.message_rate(),
+            config.request_rate,
+            config.message_rate,
             &keys,
         ));
         let authenticator = Arc::new(Authenticator::new(
@@ -244,19 +260,41 @@ impl Edge {
             Lockout::new(config.auth_max_failures, config.auth_lockout),
             !config.reflection_requires_key,
         ));
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                let tls = tls::server_config(cert, key, config.tls_client_ca.as_deref())?;
-                info!(mutual = config.tls_client_ca.is_some(), "TLS is on");
+        let tls = match &config.tls {
+            Some(files) => {
+                let tls = tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())?;
+                info!(mutual = files.client_ca.is_some(), "TLS is on");
                 Some(tls)
             }
-            _ => None,
+            None => None,
         };
         Ok(Self {
             authenticator,
             rate_limits,
             tls,
         })
+    }
+}
+
+/// Binds `address` and serves Prometheus metrics there until stopped.
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::MetricsListen { address, source })?;
+    info!(listen = %address, "serving Prometheus metrics at /metrics");
+    Ok(tokio::spawn(metrics::endpoint::serve(
+        listener,
+        std::future::pending(),
+    )))
+}
+
+/// Stops the metrics endpoint; its port is free when this returns.
+async fn stop_metrics(endpoint: Option<tokio::task::JoinHandle<std::io::Result<()>>>) {
+    if let Some(endpoint) = endpoint {
+        endpoint.abort();
+        let _ = endpoint.await;
     }
 }
 

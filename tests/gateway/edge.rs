@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use iggy_grpc::{
     Config,
-    edge::keys::secret_digest_hex,
+    config::TlsFiles,
+    edge::{RateSpec, keys::secret_digest_hex},
     proto::{self, admin_service_client::AdminServiceClient},
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -117,8 +118,8 @@ async fn stored_count(env: &Env, stream: &str, topic: &str) -> usize {
 
 fn config_with_keys(env: &Env, keys: String) -> Config {
     let mut config = Config::for_connection_string(&env.iggy.connection_string);
-    config.pool_size = 2;
-    config.api_keys = Some(keys);
+    config.pool.size = 2;
+    config.edge.api_keys = Some(keys);
     config
 }
 
@@ -236,8 +237,8 @@ async fn keys_and_scopes(env: Env) {
 
 async fn lockout(env: Env) {
     let mut config = config_with_keys(&env, format!("admin:{ADMIN_SECRET}:admin"));
-    config.auth_max_failures = 3;
-    config.auth_lockout = Duration::from_secs(60);
+    config.edge.auth_max_failures = 3;
+    config.edge.auth_lockout = Duration::from_secs(60);
     let gateway = TestGateway::start_with(config).await;
     let mut admin = gateway.admin();
     let ping = || proto::PingRequest {};
@@ -271,11 +272,9 @@ async fn rate_limits(env: Env) {
     let open = env.gateway().await;
     let (stream, topic) = new_topic(&env, &open, 1).await;
     let mut config = Config::for_connection_string(&env.iggy.connection_string);
-    config.pool_size = 2;
-    config.rate_limit_requests = 1;
-    config.rate_limit_request_burst = Some(3);
-    config.rate_limit_messages = 1;
-    config.rate_limit_message_burst = Some(10);
+    config.pool.size = 2;
+    config.edge.request_rate = RateSpec::new(1, Some(3));
+    config.edge.message_rate = RateSpec::new(1, Some(10));
     let gateway = TestGateway::start_ready_with(config).await;
     let mut messaging = gateway.messaging();
 
@@ -474,9 +473,12 @@ async fn tls(env: Env) {
     let pki = Pki::generate(&env.unique("iggy-grpc-pki"));
     let tls_config = || {
         let mut config = Config::for_connection_string(&env.iggy.connection_string);
-        config.pool_size = 2;
-        config.tls_cert = Some(pki.path("server.pem"));
-        config.tls_key = Some(pki.path("server.key"));
+        config.pool.size = 2;
+        config.edge.tls = Some(TlsFiles {
+            cert: pki.path("server.pem"),
+            key: pki.path("server.key"),
+            client_ca: None,
+        });
         config
     };
 
@@ -512,8 +514,10 @@ async fn tls(env: Env) {
     )
     .expect("write keys");
     let mut mutual = tls_config();
-    mutual.tls_client_ca = Some(pki.path("ca.pem"));
-    mutual.api_keys_file = Some(keys_file);
+    if let Some(tls) = mutual.edge.tls.as_mut() {
+        tls.client_ca = Some(pki.path("ca.pem"));
+    }
+    mutual.edge.api_keys_file = Some(keys_file);
     let gateway = TestGateway::start_with_tls(mutual.clone(), Some(pki.client_tls(true))).await;
     gateway.wait_for_health("", ServingStatus::Serving).await;
     let mut admin = gateway.admin();
@@ -549,8 +553,8 @@ async fn tls(env: Env) {
 
 async fn load_shedding(env: Env) {
     let mut config = Config::for_connection_string(&env.iggy.connection_string);
-    config.pool_size = 2;
-    config.max_concurrent_calls = 1;
+    config.pool.size = 2;
+    config.transport.max_concurrent_calls = 1;
     let gateway = TestGateway::start_ready_with(config).await;
 
     // Hold one call open: its headers are sent, its body never ends, so it

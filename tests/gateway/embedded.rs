@@ -3,8 +3,11 @@
 //! line per call without secrets, and on SIGTERM turns NOT_SERVING, exits 0
 //! and stops the server.
 
-use crate::support::{Env, TestBody, server_binary};
-use iggy_grpc::proto::{self, admin_service_client::AdminServiceClient};
+use crate::support::{Env, TestBody, TestGateway, server_binary};
+use iggy_grpc::{
+    Config,
+    proto::{self, admin_service_client::AdminServiceClient},
+};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -21,10 +24,44 @@ use tonic_health::pb::{
 };
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
-    vec![(
-        "embedded::binary_runs_its_own_iggy_and_stops_on_sigterm",
-        |env| Box::pin(binary_embedded(env)),
-    )]
+    vec![
+        (
+            "embedded::binary_runs_its_own_iggy_and_stops_on_sigterm",
+            |env| Box::pin(binary_embedded(env)),
+        ),
+        (
+            "embedded::the_library_serves_metrics_like_the_binary",
+            |env| Box::pin(library_metrics(env)),
+        ),
+    ]
+}
+
+/// `serve` with `metrics_listen` set serves the same endpoint the binary
+/// does, and stops it when the gateway stops.
+async fn library_metrics(env: Env) {
+    let port = free_port();
+    let mut config = Config::for_connection_string(&env.iggy.connection_string);
+    config.metrics_listen = Some(([127, 0, 0, 1], port).into());
+    let gateway = TestGateway::start_ready_with(config).await;
+    gateway
+        .admin()
+        .ping(proto::PingRequest {})
+        .await
+        .expect("ping");
+    let metrics = scrape(port).await;
+    assert!(
+        metrics.contains(
+            "iggy_grpc_calls_total{method=\"iggy.gateway.v1.AdminService/Ping\",code=\"OK\"}"
+        ),
+        "{metrics}"
+    );
+    gateway.stop().await.expect("clean stop");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the metrics endpoint stops with the gateway"
+    );
 }
 
 /// The API key the test calls with; it must never appear in the log.

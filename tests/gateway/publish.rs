@@ -327,8 +327,8 @@ async fn batch_partial(env: Env) {
 
 async fn bad_input(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
-    config.max_payload_bytes = 1024;
-    config.max_batch_messages = 5;
+    config.publish.max_payload_bytes = 1024;
+    config.publish.max_batch_messages = 5;
     let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 2).await;
     let mut messaging = gateway.messaging();
@@ -493,7 +493,7 @@ async fn bad_input(env: Env) {
 /// gateway reads itself) as for every other call (decoded by tonic).
 async fn size_limit(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
-    config.max_request_bytes = 64 * 1024;
+    config.transport.max_request_bytes = 64 * 1024;
     let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;

@@ -96,7 +96,7 @@ fn refused_before_the_call(case: &Case) -> bool {
 
 async fn every_rpc_explains(env: Env) {
     let mut config = Config::for_connection_string(&env.iggy.connection_string);
-    config.max_request_bytes = LIMIT as u64;
+    config.transport.max_request_bytes = LIMIT;
     let gateway = TestGateway::start_ready_with(config).await;
     let mut methods: Vec<String> = method::known_methods().into_iter().collect();
     methods.sort();

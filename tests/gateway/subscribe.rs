@@ -640,7 +640,7 @@ async fn groups(env: Env) {
 
 async fn cancel(env: Env) {
     let mut config = Config::for_connection_string(env.iggy.connection_string.clone());
-    config.max_subscriptions = 1;
+    config.subscribe.max_subscriptions = 1;
     let gateway = TestGateway::start_ready_with(config).await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     let group_name = env.unique("group");

@@ -26,9 +26,9 @@ pub struct TestGateway {
 /// that gives up quickly, and a short shutdown grace.
 fn test_sized(iggy_url: &str) -> Config {
     let mut config = Config::for_connection_string(iggy_url);
-    config.pool_size = 4;
-    config.pool_timeout = Duration::from_secs(2);
-    config.shutdown_grace = Duration::from_secs(5);
+    config.pool.size = 4;
+    config.pool.acquire_timeout = Duration::from_secs(2);
+    config.transport.shutdown_grace = Duration::from_secs(5);
     config
 }
 

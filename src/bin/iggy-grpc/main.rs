@@ -1,10 +1,12 @@
-//! The `iggy-grpc` binary: parses the configuration, binds the listener,
-//! optionally starts an embedded Iggy, and serves until SIGTERM/SIGINT.
+//! The `iggy-grpc` binary: parses the flags, binds the listener, optionally
+//! starts an embedded Iggy, and serves until SIGTERM/SIGINT.
 
+mod args;
+
+use args::{Args, LogFormat};
 use clap::Parser;
 use iggy_grpc::{
-    Config,
-    config::LogFormat,
+    ServeError,
     iggy::{
         IggyTarget,
         embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
@@ -40,8 +42,8 @@ const EXIT_CONFIG: u8 = 78;
 const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(config) => config,
+    let args = match Args::try_parse() {
+        Ok(args) => args,
         Err(error) if !error.use_stderr() => {
             // --help and --version
             let _ = error.print();
@@ -64,11 +66,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.health_check {
-        return runtime.block_on(health_check(config.listen));
+    if args.health_check {
+        return runtime.block_on(health_check(args.listen));
     }
-    let _log_writer = init_logging(config.log_format);
-    runtime.block_on(run(config))
+    let _log_writer = init_logging(args.log_format);
+    runtime.block_on(run(args))
 }
 
 /// The log filter when RUST_LOG is unset: the gateway at info; the SDK's own
@@ -103,42 +105,27 @@ fn init_logging(format: LogFormat) -> WorkerGuard {
     guard
 }
 
-async fn run(mut config: Config) -> ExitCode {
-    if !config.embedded
+async fn run(args: Args) -> ExitCode {
+    let mut config = args.config();
+    if !args.embedded
         && let Err(error) = IggyTarget::parse(&config.iggy_url)
     {
         eprintln!("iggy-grpc: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("iggy-grpc: cannot listen on {}: {error}", config.listen);
+            eprintln!("iggy-grpc: cannot listen on {}: {error}", args.listen);
             return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
-    info!(listen = %config.listen, "listening");
-    let metrics = match config.metrics_listen.0 {
-        Some(address) => match TcpListener::bind(address).await {
-            Ok(listener) => {
-                info!(listen = %address, "serving Prometheus metrics at /metrics");
-                Some(tokio::spawn(iggy_grpc::metrics::endpoint::serve(
-                    listener,
-                    std::future::pending(),
-                )))
-            }
-            Err(error) => {
-                eprintln!("iggy-grpc: cannot listen for metrics on {address}: {error}");
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
-        },
-        None => None,
-    };
+    info!(listen = %args.listen, "listening");
 
-    let embedded = if config.embedded {
+    let embedded = if args.embedded {
         let options = EmbeddedOptions {
-            binary: config.iggy_server_bin.clone(),
-            data_dir: config.data_dir.clone(),
+            binary: args.iggy_server_bin.clone(),
+            data_dir: args.data_dir.clone(),
             ..EmbeddedOptions::default()
         };
         match EmbeddedIggy::start(options).await {
@@ -160,9 +147,6 @@ async fn run(mut config: Config) -> ExitCode {
     };
 
     let served = iggy_grpc::serve(listener, config, shutdown_signal()).await;
-    if let Some(metrics) = metrics {
-        metrics.abort();
-    }
     if let Some(embedded) = embedded {
         embedded.stop().await;
     }
@@ -171,6 +155,10 @@ async fn run(mut config: Config) -> ExitCode {
         Err(error) if error.is_configuration() => {
             eprintln!("iggy-grpc: {error}");
             ExitCode::from(EXIT_CONFIG)
+        }
+        Err(error @ ServeError::MetricsListen { .. }) => {
+            eprintln!("iggy-grpc: {error}");
+            ExitCode::from(EXIT_UNAVAILABLE)
         }
         Err(error) => {
             error!(%error, "gateway failed");
