@@ -19,7 +19,10 @@ use crate::{
         access::{self, NamesStream},
     },
     error::GatewayError,
-    iggy::IggyPool,
+    iggy::{
+        IggyPool,
+        missing::{self, Named, NamesResources},
+    },
     messaging::PartitionRouter,
     proto::{self, admin_service_server::AdminService},
 };
@@ -65,6 +68,21 @@ fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(GatewayError::into_status)
 }
 
+impl Admin {
+    /// Answers `result`; a not-found error first names which of the
+    /// resources the request `named` is missing (see [`missing`]).
+    async fn answer<T>(
+        &self,
+        named: &Named,
+        result: Result<T, GatewayError>,
+    ) -> Result<Response<T>, Status> {
+        match result {
+            Err(error) => respond(Err(missing::explain(&self.pool, named, error).await)),
+            ok => respond(ok),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn create_stream(
@@ -72,7 +90,9 @@ impl AdminService for Admin {
         request: Request<proto::CreateStreamRequest>,
     ) -> Result<Response<proto::CreateStreamResponse>, Status> {
         let r = admit(request)?;
-        respond(streams::create(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, streams::create(&self.pool, r).await)
+            .await
     }
 
     async fn get_stream(
@@ -80,7 +100,8 @@ impl AdminService for Admin {
         request: Request<proto::GetStreamRequest>,
     ) -> Result<Response<proto::GetStreamResponse>, Status> {
         let r = admit(request)?;
-        respond(streams::get(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, streams::get(&self.pool, r).await).await
     }
 
     async fn list_streams(
@@ -102,7 +123,9 @@ impl AdminService for Admin {
         request: Request<proto::UpdateStreamRequest>,
     ) -> Result<Response<proto::UpdateStreamResponse>, Status> {
         let r = admit(request)?;
-        respond(streams::update(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, streams::update(&self.pool, r).await)
+            .await
     }
 
     async fn delete_stream(
@@ -110,10 +133,11 @@ impl AdminService for Admin {
         request: Request<proto::DeleteStreamRequest>,
     ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
         let r = admit(request)?;
-        respond(
-            self.changing_partitions(streams::delete(&self.pool, r))
-                .await,
-        )
+        let named = r.named();
+        let result = self
+            .changing_partitions(streams::delete(&self.pool, r))
+            .await;
+        self.answer(&named, result).await
     }
 
     async fn purge_stream(
@@ -121,7 +145,9 @@ impl AdminService for Admin {
         request: Request<proto::PurgeStreamRequest>,
     ) -> Result<Response<proto::PurgeStreamResponse>, Status> {
         let r = admit(request)?;
-        respond(streams::purge(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, streams::purge(&self.pool, r).await)
+            .await
     }
 
     async fn create_topic(
@@ -129,10 +155,11 @@ impl AdminService for Admin {
         request: Request<proto::CreateTopicRequest>,
     ) -> Result<Response<proto::CreateTopicResponse>, Status> {
         let r = admit(request)?;
-        respond(
-            self.changing_partitions(topics::create(&self.pool, r))
-                .await,
-        )
+        let named = r.named();
+        let result = self
+            .changing_partitions(topics::create(&self.pool, r))
+            .await;
+        self.answer(&named, result).await
     }
 
     async fn get_topic(
@@ -140,7 +167,8 @@ impl AdminService for Admin {
         request: Request<proto::GetTopicRequest>,
     ) -> Result<Response<proto::GetTopicResponse>, Status> {
         let r = admit(request)?;
-        respond(topics::get(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, topics::get(&self.pool, r).await).await
     }
 
     async fn list_topics(
@@ -148,7 +176,8 @@ impl AdminService for Admin {
         request: Request<proto::ListTopicsRequest>,
     ) -> Result<Response<proto::ListTopicsResponse>, Status> {
         let r = admit(request)?;
-        respond(topics::list(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, topics::list(&self.pool, r).await).await
     }
 
     async fn update_topic(
@@ -156,7 +185,9 @@ impl AdminService for Admin {
         request: Request<proto::UpdateTopicRequest>,
     ) -> Result<Response<proto::UpdateTopicResponse>, Status> {
         let r = admit(request)?;
-        respond(topics::update(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, topics::update(&self.pool, r).await)
+            .await
     }
 
     async fn delete_topic(
@@ -164,10 +195,11 @@ impl AdminService for Admin {
         request: Request<proto::DeleteTopicRequest>,
     ) -> Result<Response<proto::DeleteTopicResponse>, Status> {
         let r = admit(request)?;
-        respond(
-            self.changing_partitions(topics::delete(&self.pool, r))
-                .await,
-        )
+        let named = r.named();
+        let result = self
+            .changing_partitions(topics::delete(&self.pool, r))
+            .await;
+        self.answer(&named, result).await
     }
 
     async fn purge_topic(
@@ -175,7 +207,9 @@ impl AdminService for Admin {
         request: Request<proto::PurgeTopicRequest>,
     ) -> Result<Response<proto::PurgeTopicResponse>, Status> {
         let r = admit(request)?;
-        respond(topics::purge(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, topics::purge(&self.pool, r).await)
+            .await
     }
 
     async fn create_partitions(
@@ -183,10 +217,11 @@ impl AdminService for Admin {
         request: Request<proto::CreatePartitionsRequest>,
     ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
         let r = admit(request)?;
-        respond(
-            self.changing_partitions(partitions::create(&self.pool, r))
-                .await,
-        )
+        let named = r.named();
+        let result = self
+            .changing_partitions(partitions::create(&self.pool, r))
+            .await;
+        self.answer(&named, result).await
     }
 
     async fn delete_partitions(
@@ -194,10 +229,11 @@ impl AdminService for Admin {
         request: Request<proto::DeletePartitionsRequest>,
     ) -> Result<Response<proto::DeletePartitionsResponse>, Status> {
         let r = admit(request)?;
-        respond(
-            self.changing_partitions(partitions::delete(&self.pool, r))
-                .await,
-        )
+        let named = r.named();
+        let result = self
+            .changing_partitions(partitions::delete(&self.pool, r))
+            .await;
+        self.answer(&named, result).await
     }
 
     async fn create_consumer_group(
@@ -205,7 +241,9 @@ impl AdminService for Admin {
         request: Request<proto::CreateConsumerGroupRequest>,
     ) -> Result<Response<proto::CreateConsumerGroupResponse>, Status> {
         let r = admit(request)?;
-        respond(groups::create(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, groups::create(&self.pool, r).await)
+            .await
     }
 
     async fn get_consumer_group(
@@ -213,7 +251,8 @@ impl AdminService for Admin {
         request: Request<proto::GetConsumerGroupRequest>,
     ) -> Result<Response<proto::GetConsumerGroupResponse>, Status> {
         let r = admit(request)?;
-        respond(groups::get(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, groups::get(&self.pool, r).await).await
     }
 
     async fn list_consumer_groups(
@@ -221,7 +260,8 @@ impl AdminService for Admin {
         request: Request<proto::ListConsumerGroupsRequest>,
     ) -> Result<Response<proto::ListConsumerGroupsResponse>, Status> {
         let r = admit(request)?;
-        respond(groups::list(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, groups::list(&self.pool, r).await).await
     }
 
     async fn delete_consumer_group(
@@ -229,7 +269,9 @@ impl AdminService for Admin {
         request: Request<proto::DeleteConsumerGroupRequest>,
     ) -> Result<Response<proto::DeleteConsumerGroupResponse>, Status> {
         let r = admit(request)?;
-        respond(groups::delete(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, groups::delete(&self.pool, r).await)
+            .await
     }
 
     async fn get_consumer_offset(
@@ -237,7 +279,8 @@ impl AdminService for Admin {
         request: Request<proto::GetConsumerOffsetRequest>,
     ) -> Result<Response<proto::GetConsumerOffsetResponse>, Status> {
         let r = admit(request)?;
-        respond(offsets::get(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, offsets::get(&self.pool, r).await).await
     }
 
     async fn store_consumer_offset(
@@ -245,7 +288,9 @@ impl AdminService for Admin {
         request: Request<proto::StoreConsumerOffsetRequest>,
     ) -> Result<Response<proto::StoreConsumerOffsetResponse>, Status> {
         let r = admit(request)?;
-        respond(offsets::store(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, offsets::store(&self.pool, r).await)
+            .await
     }
 
     async fn delete_consumer_offset(
@@ -253,7 +298,9 @@ impl AdminService for Admin {
         request: Request<proto::DeleteConsumerOffsetRequest>,
     ) -> Result<Response<proto::DeleteConsumerOffsetResponse>, Status> {
         let r = admit(request)?;
-        respond(offsets::delete(&self.pool, r).await)
+        let named = r.named();
+        self.answer(&named, offsets::delete(&self.pool, r).await)
+            .await
     }
 
     async fn get_stats(

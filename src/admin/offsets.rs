@@ -1,7 +1,14 @@
 //! Reading, storing and deleting a consumer's stored offset.
 
 use super::convert;
-use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
+use crate::{
+    error::GatewayError,
+    iggy::{
+        IggyPool,
+        missing::{self, Named},
+    },
+    proto, validate,
+};
 use iggy::prelude::{Consumer, ConsumerKind, ConsumerOffsetClient, Identifier};
 
 /// The identifiers every offset call needs, validated.
@@ -43,6 +50,12 @@ pub async fn get(
         request.consumer.as_ref(),
         request.partition_id,
     )?;
+    let named = Named {
+        stream: Some(t.stream.clone()),
+        topic: Some(t.topic.clone()),
+        partition: t.partition_id,
+        group: (t.consumer.kind == ConsumerKind::ConsumerGroup).then(|| t.consumer.id.clone()),
+    };
     let offset = pool
         .call(move |client| async move {
             client
@@ -50,6 +63,12 @@ pub async fn get(
                 .await
         })
         .await?;
+    // Iggy answers "no offset" for names that do not exist, too.
+    if offset.is_none()
+        && let Some(missing) = missing::find(pool, &named).await
+    {
+        return Err(missing);
+    }
     Ok(proto::GetConsumerOffsetResponse {
         offset: offset.as_ref().map(convert::consumer_offset),
     })

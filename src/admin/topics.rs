@@ -4,7 +4,14 @@
 use super::convert::{self, TopicSettings};
 use super::purge::{self, PartitionRef};
 use crate::error::not_found;
-use crate::{error::GatewayError, iggy::IggyPool, proto, validate};
+use crate::{
+    error::GatewayError,
+    iggy::{
+        IggyPool,
+        missing::{self, Named},
+    },
+    proto, validate,
+};
 use iggy::prelude::{
     Identifier, IggyError, TopicClient, TopicCreateOptions, TopicDetails, TopicUpdateOptions,
 };
@@ -74,9 +81,19 @@ pub async fn list(
     request: proto::ListTopicsRequest,
 ) -> Result<proto::ListTopicsResponse, GatewayError> {
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
+    let named = Named {
+        stream: Some(stream.clone()),
+        ..Named::default()
+    };
     let topics = pool
         .call(move |client| async move { client.get_topics(&stream).await })
         .await?;
+    // Iggy lists no topics for a stream that does not exist, too.
+    if topics.is_empty()
+        && let Some(missing) = missing::find(pool, &named).await
+    {
+        return Err(missing);
+    }
     Ok(proto::ListTopicsResponse {
         topics: topics.iter().map(convert::topic).collect(),
     })

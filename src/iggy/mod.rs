@@ -4,6 +4,7 @@
 mod backoff;
 mod connection;
 pub mod embedded;
+pub mod missing;
 mod pool;
 mod run_to_completion;
 

@@ -14,7 +14,10 @@ pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
 use crate::{
     edge::{Principal, RateLimits, Refusal, Traceparent, access},
     error::GatewayError,
-    iggy::IggyPool,
+    iggy::{
+        IggyPool,
+        missing::{self, Named, NamesResources},
+    },
     metrics,
     proto::{self, messaging_service_server::MessagingService},
     validate::{self, FieldPath},
@@ -103,7 +106,25 @@ impl Messaging {
         entries: Entries,
     ) -> Result<Vec<EntryResult>, GatewayError> {
         self.admit_messages(caller, entries.len())?;
-        deadline::write_within(deadline, self.publisher.publish(stream, topic, entries)).await
+        let sent =
+            deadline::write_within(deadline, self.publisher.publish(stream, topic, entries)).await;
+        // Iggy answers a publish to a missing stream or topic with a
+        // partition error: say which is missing, for the whole call.
+        let named = Named::topic(stream, topic);
+        match sent {
+            Err(error) => Err(missing::explain(&self.pool, &named, error).await),
+            Ok(results)
+                if results
+                    .iter()
+                    .any(|result| result.as_ref().is_err_and(missing::is_not_found)) =>
+            {
+                match missing::find(&self.pool, &named).await {
+                    Some(error) => Err(error),
+                    None => Ok(results),
+                }
+            }
+            sent => sent,
+        }
     }
 
     async fn publish_one(
@@ -359,6 +380,11 @@ impl MessagingService for Messaging {
         request: Request<proto::AckRequest>,
     ) -> Result<Response<proto::AckResponse>, Status> {
         let request = access::admit(request).map_err(GatewayError::into_status)?;
-        respond(ack::ack(&self.pool, &self.subscriptions, request).await)
+        let named = request.named();
+        let result = match ack::ack(&self.pool, &self.subscriptions, request).await {
+            Err(error) => Err(missing::explain(&self.pool, &named, error).await),
+            ok => ok,
+        };
+        respond(result)
     }
 }

@@ -12,6 +12,7 @@ mod docs;
 mod edge;
 mod embedded;
 mod health;
+mod not_found;
 mod outcome;
 mod pool;
 mod publish;
@@ -38,6 +39,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests.extend(refusals::tests());
+    tests.extend(not_found::tests());
     tests.extend(edge::tests());
     tests
 }

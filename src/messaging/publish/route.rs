@@ -6,13 +6,13 @@
 //! topic put one key on one partition.
 
 use crate::{
-    error::GatewayError,
+    error::{GatewayError, not_found},
     iggy::IggyPool,
     proto::{self, partitioning::Kind},
     validate::FieldPath,
 };
 use bytes::Bytes;
-use iggy::prelude::{Identifier, IggyError, TopicClient};
+use iggy::prelude::{Identifier, TopicClient};
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
@@ -118,7 +118,7 @@ impl PartitionRouter {
                 let details = client
                     .get_topic(&stream, &topic)
                     .await?
-                    .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
+                    .ok_or_else(|| not_found::topic(&stream, &topic))?;
                 Ok(details.partitions_count)
             })
             .await?;

@@ -136,6 +136,10 @@ impl Reader {
                     .join_consumer_group(stream, topic, group)
                     .await?;
             }
+            // Iggy names a missing group by id, however it was named.
+            Err(error) if is_group_missing(&error) => {
+                return Err(not_found::consumer_group(topic, group).into());
+            }
             Err(error) => return Err(error.into()),
         }
         self.member = true;
