@@ -9,6 +9,8 @@ pub mod admin;
 pub mod config;
 pub mod edge;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod health;
 pub mod iggy;
 pub mod layers;

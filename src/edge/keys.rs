@@ -202,13 +202,19 @@ fn read_file(path: &Path) -> Result<Vec<ApiKey>, KeysError> {
     let is_json = path
         .extension()
         .is_some_and(|extension| extension.eq_ignore_ascii_case("json"));
+    parse_file(&shown, &text, is_json)
+}
+
+/// The keys of a keys file's `text` (JSON or TOML); `shown` names the file
+/// in errors.
+pub(crate) fn parse_file(shown: &str, text: &str, is_json: bool) -> Result<Vec<ApiKey>, KeysError> {
     let parsed: KeyFile = if is_json {
-        serde_json::from_str(&text).map_err(|error| error.to_string())
+        serde_json::from_str(text).map_err(|error| error.to_string())
     } else {
-        toml::from_str(&text).map_err(|error| error.to_string())
+        toml::from_str(text).map_err(|error| error.to_string())
     }
     .map_err(|message| KeysError::Parse {
-        path: shown,
+        path: shown.to_owned(),
         message: message.trim().replace('\n', " "),
     })?;
     parsed.keys.into_iter().map(from_entry).collect()
@@ -273,7 +279,7 @@ fn rate(per_second: Option<u32>, burst: Option<u32>) -> Result<Option<RateSpec>,
     }
 }
 
-fn parse_env(text: &str) -> Result<Vec<ApiKey>, KeysError> {
+pub(crate) fn parse_env(text: &str) -> Result<Vec<ApiKey>, KeysError> {
     text.split([';', '\n'])
         .map(str::trim)
         .filter(|entry| !entry.is_empty())

@@ -56,9 +56,16 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
                 scratch.varint(nested_len(inner) as u64);
                 scratch.put(STORED_KEY);
                 scratch.varint(inner as u64);
-                scratch.bytes_field(ID_KEY, stored.id.as_bytes());
-                scratch.varint_field(PARTITION_KEY, u64::from(stored.partition_id));
-                if let Some(offset) = stored.offset {
+                // Every field named: a field added to the proto breaks the
+                // build here, so it cannot be left off the wire silently.
+                let PublishResult {
+                    id,
+                    partition_id,
+                    offset,
+                } = stored;
+                scratch.bytes_field(ID_KEY, id.as_bytes());
+                scratch.varint_field(PARTITION_KEY, u64::from(*partition_id));
+                if let Some(offset) = *offset {
                     scratch.put(OFFSET_KEY);
                     scratch.varint(offset);
                 }
@@ -71,7 +78,8 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
 
 /// The stored result that is written by hand, if `result` is one.
 fn stored(result: &BatchEntryResult) -> Option<&PublishResult> {
-    match &result.outcome {
+    let BatchEntryResult { outcome } = result;
+    match outcome {
         Some(Outcome::Stored(stored)) if stored.id.len() <= MAX_ID_BYTES => Some(stored),
         _ => None,
     }
@@ -80,10 +88,13 @@ fn stored(result: &BatchEntryResult) -> Option<&PublishResult> {
 /// The length of `stored` itself; prost leaves out an empty id and a zero
 /// partition, and writes an offset whenever it is set.
 fn stored_len(stored: &PublishResult) -> usize {
-    let offset = stored
-        .offset
-        .map_or(0, |offset| 1 + encoded_len_varint(offset));
-    bytes_field_len(stored.id.len()) + varint_field_len(u64::from(stored.partition_id)) + offset
+    let PublishResult {
+        id,
+        partition_id,
+        offset,
+    } = stored;
+    let offset = offset.map_or(0, |offset| 1 + encoded_len_varint(offset));
+    bytes_field_len(id.len()) + varint_field_len(u64::from(*partition_id)) + offset
 }
 
 #[cfg(test)]

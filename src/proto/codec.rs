@@ -111,11 +111,13 @@ impl<T: Message + 'static> Encoder for PresizedEncoder<T> {
 /// The results of `item` when it is a batch answer, whose only field they
 /// are.
 fn answer_results(item: &dyn Any) -> Option<&[BatchEntryResult]> {
-    if let Some(answer) = item.downcast_ref::<PublishBatchResponse>() {
-        return Some(&answer.results);
+    // Every field named: an answer that gains a field breaks the build here
+    // instead of losing the field on the wire.
+    if let Some(PublishBatchResponse { results }) = item.downcast_ref::<PublishBatchResponse>() {
+        return Some(results);
     }
     item.downcast_ref::<PublishEventBatchResponse>()
-        .map(|answer| answer.results.as_slice())
+        .map(|PublishEventBatchResponse { results }| results.as_slice())
 }
 
 /// The batch of `item` when it is a Subscribe response carrying messages.

@@ -1,11 +1,11 @@
 //! The generated protobuf types and service stubs of `iggy.gateway.v1`, and
 //! the codec they use (with its hand-written encoding of batch answers).
 
-mod batch_answer;
+pub(crate) mod batch_answer;
 pub mod batch_request;
 pub mod codec;
 mod scratch;
-mod subscribe_batch;
+pub(crate) mod subscribe_batch;
 
 pub use generated::*;
 

@@ -37,7 +37,8 @@ const MAX_ID_BYTES: usize = 64;
 
 /// The batch of `response`, when it is one this module writes.
 pub fn batch_of(response: &SubscribeResponse) -> Option<&MessageBatch> {
-    match &response.kind {
+    let SubscribeResponse { kind } = response;
+    match kind {
         Some(Kind::Batch(batch)) => Some(batch),
         _ => None,
     }
@@ -52,8 +53,13 @@ pub struct Measured<'a> {
 
 /// Measures `batch`.
 pub fn measure(batch: &MessageBatch) -> Measured<'_> {
-    let messages: usize = batch
-        .messages
+    // Every field named: a field added to the proto breaks the build here,
+    // so it cannot be left off the wire silently.
+    let MessageBatch {
+        messages,
+        resume_token,
+    } = batch;
+    let messages: usize = messages
         .iter()
         .map(|delivered| {
             if is_plain(delivered) {
@@ -65,7 +71,7 @@ pub fn measure(batch: &MessageBatch) -> Measured<'_> {
         .sum();
     Measured {
         batch,
-        inner: messages + bytes_field_len(batch.resume_token.len()),
+        inner: messages + bytes_field_len(resume_token.len()),
     }
 }
 
@@ -86,19 +92,28 @@ impl Measured<'_> {
                 message::encode(MESSAGES_FIELD, delivered, buf);
                 continue;
             }
+            // Every field named (the headers are empty, see `is_plain`).
+            let DeliveredMessage {
+                partition_id,
+                offset,
+                id,
+                timestamp_micros,
+                headers: _,
+                payload,
+            } = delivered;
             let mut scratch = Scratch::<128>::default();
             scratch.put(MESSAGE_KEY);
             scratch.varint(message_len(delivered) as u64);
-            scratch.varint_field(PARTITION_KEY, u64::from(delivered.partition_id));
-            scratch.varint_field(OFFSET_KEY, delivered.offset);
-            scratch.bytes_field(ID_KEY, delivered.id.as_bytes());
-            scratch.varint_field(TIMESTAMP_KEY, delivered.timestamp_micros);
-            if !delivered.payload.is_empty() {
+            scratch.varint_field(PARTITION_KEY, u64::from(*partition_id));
+            scratch.varint_field(OFFSET_KEY, *offset);
+            scratch.bytes_field(ID_KEY, id.as_bytes());
+            scratch.varint_field(TIMESTAMP_KEY, *timestamp_micros);
+            if !payload.is_empty() {
                 scratch.put(PAYLOAD_KEY);
-                scratch.varint(delivered.payload.len() as u64);
+                scratch.varint(payload.len() as u64);
             }
             buf.put_slice(scratch.written());
-            buf.put_slice(&delivered.payload);
+            buf.put_slice(payload);
         }
         if !self.batch.resume_token.is_empty() {
             prost::encoding::string::encode(RESUME_TOKEN_FIELD, &self.batch.resume_token, buf);
@@ -114,11 +129,19 @@ fn is_plain(delivered: &DeliveredMessage) -> bool {
 /// The length of a plain message itself; prost leaves out zeros and empty
 /// strings and bytes.
 fn message_len(delivered: &DeliveredMessage) -> usize {
-    varint_field_len(u64::from(delivered.partition_id))
-        + varint_field_len(delivered.offset)
-        + bytes_field_len(delivered.id.len())
-        + varint_field_len(delivered.timestamp_micros)
-        + bytes_field_len(delivered.payload.len())
+    let DeliveredMessage {
+        partition_id,
+        offset,
+        id,
+        timestamp_micros,
+        headers: _,
+        payload,
+    } = delivered;
+    varint_field_len(u64::from(*partition_id))
+        + varint_field_len(*offset)
+        + bytes_field_len(id.len())
+        + varint_field_len(*timestamp_micros)
+        + bytes_field_len(payload.len())
 }
 
 #[cfg(test)]
