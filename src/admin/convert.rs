@@ -1,5 +1,6 @@
 //! Conversions between Iggy's admin types and their protobuf forms.
 
+use crate::validate;
 use crate::{
     error::GatewayError,
     proto::{self, max_topic_size, message_expiry},
@@ -231,16 +232,20 @@ pub fn expiry_from_proto(
     field: &str,
     value: Option<&proto::MessageExpiry>,
 ) -> Result<Option<IggyExpiry>, GatewayError> {
-    let Some(kind) = value.and_then(|expiry| expiry.kind.as_ref()) else {
+    let Some(expiry) = value else {
         return Ok(None);
+    };
+    let Some(kind) = expiry.kind.as_ref() else {
+        return Err(GatewayError::invalid(
+            field,
+            "exactly one of server_default, never or after must be set (leave the field out for the server's default)",
+        ));
     };
     let expiry = match kind {
         message_expiry::Kind::ServerDefault(()) => IggyExpiry::ServerDefault,
         message_expiry::Kind::Never(()) => IggyExpiry::NeverExpire,
         message_expiry::Kind::After(after) => {
-            let after = Duration::try_from(*after).map_err(|_| {
-                GatewayError::invalid(format!("{field}.after"), "must not be negative")
-            })?;
+            let after = validate::duration(&format!("{field}.after"), after)?;
             if after < Duration::from_secs(1) {
                 return Err(GatewayError::invalid(
                     format!("{field}.after"),
@@ -258,8 +263,14 @@ pub fn max_size_from_proto(
     field: &str,
     value: Option<&proto::MaxTopicSize>,
 ) -> Result<Option<MaxTopicSize>, GatewayError> {
-    let Some(kind) = value.and_then(|size| size.kind.as_ref()) else {
+    let Some(size) = value else {
         return Ok(None);
+    };
+    let Some(kind) = size.kind.as_ref() else {
+        return Err(GatewayError::invalid(
+            field,
+            "exactly one of server_default, unlimited or bytes must be set (leave the field out for the server's default)",
+        ));
     };
     let size = match kind {
         max_topic_size::Kind::ServerDefault(()) => MaxTopicSize::ServerDefault,
@@ -284,6 +295,34 @@ mod tests {
         let ts = timestamp(1_700_000_000_123_456);
         assert_eq!(ts.seconds, 1_700_000_000);
         assert_eq!(ts.nanos, 123_456_000);
+    }
+
+    #[test]
+    fn an_empty_oneof_is_refused_not_taken_as_unset() {
+        let empty_expiry = proto::MessageExpiry { kind: None };
+        assert!(expiry_from_proto("message_expiry", Some(&empty_expiry)).is_err());
+        assert!(matches!(
+            expiry_from_proto("message_expiry", None),
+            Ok(None)
+        ));
+        let empty_size = proto::MaxTopicSize { kind: None };
+        assert!(max_size_from_proto("max_topic_size", Some(&empty_size)).is_err());
+        assert!(matches!(
+            max_size_from_proto("max_topic_size", None),
+            Ok(None)
+        ));
+        let bad_nanos = proto::MessageExpiry {
+            kind: Some(message_expiry::Kind::After(prost_types::Duration {
+                seconds: 5,
+                nanos: 1_000_000_000,
+            })),
+        };
+        match expiry_from_proto("message_expiry", Some(&bad_nanos)) {
+            Err(GatewayError::InvalidArgument { field, .. }) => {
+                assert_eq!(field, "message_expiry.after.nanos")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

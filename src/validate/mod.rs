@@ -95,9 +95,107 @@ pub fn partitions_count(field: &str, value: u32) -> Result<u32, GatewayError> {
     Ok(value)
 }
 
+/// The longest duration protobuf's `Duration` may hold: 10,000 years.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+/// The times RFC 3339 can write: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+const NANOS_PER_SECOND: i32 = 1_000_000_000;
+
+/// A non-negative `google.protobuf.Duration` within the range its
+/// definition allows: `nanos` in 0-999,999,999 and `seconds` at most
+/// 315,576,000,000. Nothing is normalised: a value outside the definition
+/// is refused, not reinterpreted.
+pub fn duration(
+    field: &str,
+    value: &prost_types::Duration,
+) -> Result<std::time::Duration, GatewayError> {
+    if value.seconds < 0 || value.nanos < 0 {
+        return Err(GatewayError::invalid(field, "must not be negative"));
+    }
+    if value.nanos >= NANOS_PER_SECOND {
+        return Err(GatewayError::invalid(
+            format!("{field}.nanos"),
+            format!("must be at most 999999999, got {}", value.nanos),
+        ));
+    }
+    if value.seconds > MAX_DURATION_SECONDS {
+        return Err(GatewayError::invalid(
+            format!("{field}.seconds"),
+            format!(
+                "must be at most {MAX_DURATION_SECONDS}, got {}",
+                value.seconds
+            ),
+        ));
+    }
+    let seconds = u64::try_from(value.seconds).unwrap_or(0);
+    let nanos = u32::try_from(value.nanos).unwrap_or(0);
+    Ok(std::time::Duration::new(seconds, nanos))
+}
+
+/// A `google.protobuf.Timestamp` RFC 3339 can write: years 1-9999, `nanos`
+/// in 0-999,999,999.
+pub fn timestamp(
+    field: &str,
+    value: &prost_types::Timestamp,
+) -> Result<prost_types::Timestamp, GatewayError> {
+    if !(0..NANOS_PER_SECOND).contains(&value.nanos) {
+        return Err(GatewayError::invalid(
+            format!("{field}.nanos"),
+            format!("must be between 0 and 999999999, got {}", value.nanos),
+        ));
+    }
+    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&value.seconds) {
+        return Err(GatewayError::invalid(
+            format!("{field}.seconds"),
+            format!(
+                "must be a time in the years 1-9999 ({MIN_TIMESTAMP_SECONDS} to {MAX_TIMESTAMP_SECONDS}), got {}",
+                value.seconds
+            ),
+        ));
+    }
+    Ok(*value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_outside_their_definition_are_refused_not_normalised() {
+        let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        assert_eq!(
+            duration("f", &d(2, 500_000_000)).ok(),
+            Some(std::time::Duration::from_millis(2_500))
+        );
+        for (value, field) in [
+            (d(1, 1_000_000_000), "f.nanos"),
+            (d(0, -1), "f"),
+            (d(-1, 0), "f"),
+            (d(MAX_DURATION_SECONDS + 1, 0), "f.seconds"),
+        ] {
+            match duration("f", &value) {
+                Err(GatewayError::InvalidArgument { field: named, .. }) => assert_eq!(named, field),
+                other => panic!("{value:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_must_be_writable_in_rfc_3339() {
+        let t = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert!(timestamp("time", &t(0, 0)).is_ok());
+        assert!(timestamp("time", &t(MIN_TIMESTAMP_SECONDS, 0)).is_ok());
+        assert!(timestamp("time", &t(MAX_TIMESTAMP_SECONDS, 999_999_999)).is_ok());
+        for value in [
+            t(0, 1_000_000_000),
+            t(0, -1),
+            t(MIN_TIMESTAMP_SECONDS - 1, 0),
+            t(MAX_TIMESTAMP_SECONDS + 1, 0),
+        ] {
+            assert!(timestamp("time", &value).is_err(), "{value:?}");
+        }
+    }
 
     fn field_of(error: GatewayError) -> String {
         match error {

@@ -8,6 +8,7 @@ mod json;
 mod money;
 
 use super::publish::{Outgoing, PublishLimits, Route, Stamp, message_id};
+use crate::validate;
 use crate::{
     error::GatewayError,
     messaging::headers::MAX_HEADER_FIELD_BYTES,
@@ -61,11 +62,8 @@ pub fn build(
     } else {
         event.source.clone()
     };
-    let time = match event.time {
-        Some(mut time) => {
-            time.normalize();
-            time
-        }
+    let time = match &event.time {
+        Some(time) => validate::timestamp(&field.field("time").to_string(), time)?,
         None => prost_types::Timestamp::from(SystemTime::now()),
     };
 

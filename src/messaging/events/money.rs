@@ -29,10 +29,29 @@ pub fn amount(field: &FieldPath<'_>, text: &str) -> Result<Decimal, GatewayError
 
 /// Checks every line and that `total` equals the sum of quantity x unit price.
 pub fn check_order(field: &FieldPath<'_>, order: &proto::OrderEvent) -> Result<(), GatewayError> {
+    let items = field.field("items");
+    if order.items.is_empty() {
+        return Err(GatewayError::invalid(items, "must have at least one line"));
+    }
+    let currency = field.field("currency");
+    if order.currency.len() != 3 || !order.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(GatewayError::invalid(
+            currency,
+            format!(
+                "must be an ISO 4217 code of three capital letters, e.g. EUR, got {:?}",
+                order.currency
+            ),
+        ));
+    }
     let mut sum = Decimal::ZERO;
     for (index, item) in order.items.iter().enumerate() {
-        let items = field.field("items");
         let item_field = items.index(index);
+        if item.sku.is_empty() {
+            return Err(GatewayError::invalid(
+                item_field.field("sku"),
+                "must not be empty",
+            ));
+        }
         if item.quantity == 0 {
             return Err(GatewayError::invalid(
                 item_field.field("quantity"),
@@ -71,8 +90,45 @@ mod tests {
                 })
                 .collect(),
             total: total.into(),
+            currency: "EUR".into(),
             ..Default::default()
         }
+    }
+
+    /// The field `order` is refused for.
+    fn refused_field(order: &proto::OrderEvent) -> Option<String> {
+        match check_order(&FieldPath::root("order"), order) {
+            Err(GatewayError::InvalidArgument { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn what_the_proto_promises_is_checked() {
+        assert_eq!(
+            refused_field(&order(&[], "0")).as_deref(),
+            Some("order.items")
+        );
+        let mut no_sku = order(&[(1, "1")], "1");
+        no_sku.items[0].sku.clear();
+        assert_eq!(
+            refused_field(&no_sku).as_deref(),
+            Some("order.items[0].sku")
+        );
+        for currency in ["", "eur", "EURO", "E1R"] {
+            let mut odd = order(&[(1, "1")], "1");
+            odd.currency = currency.into();
+            assert_eq!(
+                refused_field(&odd).as_deref(),
+                Some("order.currency"),
+                "{currency:?}"
+            );
+        }
+        assert_eq!(
+            refused_field(&order(&[(0, "1")], "0")).as_deref(),
+            Some("order.items[0].quantity")
+        );
+        assert_eq!(refused_field(&order(&[(1, "1")], "1")), None);
     }
 
     #[test]

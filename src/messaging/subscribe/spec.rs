@@ -130,8 +130,7 @@ impl Spec {
             flow.max_in_flight_bytes
         };
         if let Some(interval) = request.heartbeat_interval {
-            let interval = Duration::try_from(interval)
-                .map_err(|_| GatewayError::invalid("heartbeat_interval", "must not be negative"))?;
+            let interval = validate::duration("heartbeat_interval", &interval)?;
             if interval < limits.min_heartbeat || interval > limits.max_heartbeat {
                 return Err(GatewayError::invalid(
                     "heartbeat_interval",
