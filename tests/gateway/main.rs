@@ -15,6 +15,7 @@ mod health;
 mod not_found;
 mod outcome;
 mod pool;
+mod proto_rules;
 mod publish;
 mod reflection;
 mod refusals;
@@ -40,6 +41,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(reflection::tests());
     tests.extend(refusals::tests());
     tests.extend(not_found::tests());
+    tests.extend(proto_rules::tests());
     tests.extend(edge::tests());
     tests
 }
