@@ -1,15 +1,18 @@
 //! Keeps grpc.health.v1 truthful: SERVING only while at least one pooled
 //! connection reaches Iggy and the gateway is not shutting down.
 
-use crate::iggy::PoolStatus;
+use crate::{
+    iggy::PoolStatus,
+    proto::{admin_service_server, messaging_service_server},
+};
 use tokio::{sync::watch, task::JoinHandle};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::info;
 
 /// The services whose health is reported, besides the overall "" entry.
 pub const SERVICES: [&str; 2] = [
-    "iggy.gateway.v1.MessagingService",
-    "iggy.gateway.v1.AdminService",
+    messaging_service_server::SERVICE_NAME,
+    admin_service_server::SERVICE_NAME,
 ];
 
 /// Sets every reported service to `status`. The overall "" entry changes

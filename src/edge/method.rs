@@ -6,12 +6,21 @@ use prost::Message;
 use prost_types::FileDescriptorSet;
 use std::collections::HashSet;
 
-/// Path prefix of the gRPC health service.
-const HEALTH: &str = "/grpc.health.v1.Health/";
-/// Path prefix shared by both reflection services.
-const REFLECTION: &str = "/grpc.reflection.";
-const ADMIN: &str = "/iggy.gateway.v1.AdminService/";
-const MESSAGING: &str = "/iggy.gateway.v1.MessagingService/";
+use crate::proto::{admin_service_server, messaging_service_server};
+use tonic_health::pb::health_server;
+use tonic_reflection::pb::{v1, v1alpha};
+
+/// The method `path` (`/package.Service/Method`) names on `service`.
+fn method_of<'a>(path: &'a str, service: &str) -> Option<&'a str> {
+    path.strip_prefix('/')?
+        .strip_prefix(service)?
+        .strip_prefix('/')
+}
+
+fn is_reflection(path: &str) -> bool {
+    method_of(path, v1::server_reflection_server::SERVICE_NAME).is_some()
+        || method_of(path, v1alpha::server_reflection_server::SERVICE_NAME).is_some()
+}
 
 /// What a method requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,20 +37,20 @@ pub enum Access {
 /// The access `path` requires; `reflection_open` says whether reflection
 /// is open to anyone.
 pub fn access(path: &str, reflection_open: bool) -> Access {
-    if path.starts_with(HEALTH) {
+    if is_health(path) {
         return Access::Open;
     }
-    if path.starts_with(REFLECTION) {
+    if is_reflection(path) {
         return if reflection_open {
             Access::Open
         } else {
             Access::Authenticated
         };
     }
-    if path.starts_with(ADMIN) {
+    if method_of(path, admin_service_server::SERVICE_NAME).is_some() {
         return Access::Scoped(Scope::Admin);
     }
-    match path.strip_prefix(MESSAGING) {
+    match method_of(path, messaging_service_server::SERVICE_NAME) {
         Some("Publish" | "PublishBatch" | "PublishEvent" | "PublishEventBatch") => {
             Access::Scoped(Scope::Publish)
         }
@@ -52,7 +61,7 @@ pub fn access(path: &str, reflection_open: bool) -> Access {
 
 /// Whether `path` is a health check, which load shedding never refuses.
 pub fn is_health(path: &str) -> bool {
-    path.starts_with(HEALTH)
+    method_of(path, health_server::SERVICE_NAME).is_some()
 }
 
 /// Every method the gateway serves, as `package.Service/Method`, read from
