@@ -2,7 +2,7 @@
 //! the stream a request names. Handlers call [`admit`] once the body is
 //! decoded.
 
-use super::{Principal, StreamRef};
+use super::{CallContext, Principal, StreamRef};
 use crate::{error::GatewayError, proto};
 use std::sync::Arc;
 use tonic::Request;
@@ -18,9 +18,8 @@ pub trait NamesStream {
 /// none: the auth layer sets one on every non-open method, so a missing one
 /// is a wiring fault, never a pass.
 pub fn principal<T>(request: &Request<T>) -> Result<Arc<Principal>, GatewayError> {
-    request
-        .extensions()
-        .get::<Arc<Principal>>()
+    CallContext::of(request.extensions())
+        .and_then(|context| context.principal())
         .cloned()
         .ok_or_else(|| GatewayError::PermissionDenied {
             reason: "NO_PRINCIPAL",
@@ -132,11 +131,17 @@ mod tests {
 
     fn request_as<T>(body: T, streams: Option<Vec<String>>) -> Request<T> {
         let mut request = Request::new(body);
-        request.extensions_mut().insert(Arc::new(Principal::new(
+        let context = CallContext::new(
+            std::time::Instant::now(),
+            crate::edge::RequestId::generate(),
+            None,
+        );
+        context.set_principal(Arc::new(Principal::new(
             Identity::Key("k".into()),
             vec![Scope::Publish],
             streams,
         )));
+        request.extensions_mut().insert(Arc::new(context));
         request
     }
 

@@ -5,6 +5,7 @@
 //! decoded.
 
 pub mod access;
+pub mod call_context;
 pub mod keys;
 pub mod lockout;
 pub mod method;
@@ -14,6 +15,7 @@ pub mod rate_limits;
 pub mod request_id;
 pub mod tls;
 
+pub use call_context::CallContext;
 pub use keys::{ApiKey, ApiKeys};
 pub use lockout::Lockout;
 pub use principal::{Identity, Principal, Scope, StreamRef};

@@ -1,15 +1,15 @@
 //! Authentication and scopes: identifies the caller from its API key
 //! (`authorization: Bearer KEY` or `x-api-key: KEY`) or its verified client
 //! certificate, refuses locked-out peers, and checks the scope the method
-//! needs. The principal goes into the request's extensions for the layers
-//! and handlers after it, and into the response's for the call log.
+//! needs. The principal is recorded in the call's [`CallContext`], where the
+//! layers and handlers after it, and the call log, read it.
 //!
 //! With no keys configured authentication is off: every caller is an
 //! unrestricted principal named by its certificate or its address.
 
 use crate::{
     edge::{
-        ApiKeys, Identity, Lockout, Principal,
+        ApiKeys, CallContext, Identity, Lockout, Principal,
         method::{self, Access},
         peer,
     },
@@ -197,7 +197,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match self.authenticator.identify(&request, Instant::now()) {
             Err(error) => {
                 metrics::count_auth_failure(error.reason().as_str());
@@ -207,13 +207,12 @@ where
             Ok(None) => Box::pin(self.inner.call(request)),
             Ok(Some(principal)) => {
                 tracing::Span::current().record("principal", principal.label());
-                request.extensions_mut().insert(Arc::clone(&principal));
-                let call = self.inner.call(request);
-                Box::pin(async move {
-                    let mut response = call.await?;
-                    response.extensions_mut().insert(principal);
-                    Ok(response)
-                })
+                // Without a context (the layer is missing) no principal is
+                // recorded, and every method that needs one refuses.
+                if let Some(context) = CallContext::of(request.extensions()) {
+                    context.set_principal(principal);
+                }
+                Box::pin(self.inner.call(request))
             }
         }
     }
@@ -222,7 +221,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::{Scope, keys::key_with_secret};
+    use crate::edge::{RequestId, Scope, keys::key_with_secret};
     use std::{convert::Infallible, time::Duration};
     use tonic::{Code, Status, transport::server::TcpConnectInfo};
     use tower::{ServiceExt, service_fn};
@@ -253,9 +252,8 @@ mod tests {
     ) -> Result<String, Status> {
         let service = AuthLayer::new(Arc::clone(authenticator)).layer(service_fn(
             |request: http::Request<()>| async move {
-                let label = request
-                    .extensions()
-                    .get::<Arc<Principal>>()
+                let label = CallContext::of(request.extensions())
+                    .and_then(|context| context.principal())
                     .map_or_else(|| "open".to_owned(), |p| p.label().to_owned());
                 Ok::<_, Infallible>(http::Response::new(label))
             },
@@ -265,6 +263,11 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let mut request = builder.body(()).expect("request");
+        request.extensions_mut().insert(Arc::new(CallContext::new(
+            std::time::Instant::now(),
+            RequestId::generate(),
+            None,
+        )));
         request.extensions_mut().insert(TcpConnectInfo {
             local_addr: None,
             remote_addr: Some(([10, 1, 1, 1], 4000).into()),

@@ -7,7 +7,7 @@
 //! `init_logging` in `main.rs`).
 
 use crate::{
-    edge::{Principal, RequestId, Traceparent},
+    edge::{CallContext, Traceparent},
     metrics::{self, MethodCalls},
 };
 use futures_util::future::BoxFuture;
@@ -102,12 +102,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let context = CallContext::of(request.extensions()).cloned();
         let record = CallRecord {
             method: Arc::clone(self.methods.of(request.uri().path())),
-            request_id: request.extensions().get::<RequestId>().cloned(),
-            traceparent: request.extensions().get::<Traceparent>().cloned(),
-            principal: None,
-            started: Instant::now(),
+            started: context
+                .as_ref()
+                .map_or_else(Instant::now, |context| context.arrival()),
+            context,
         };
         let call = self.inner.call(request);
         Box::pin(async move {
@@ -118,8 +119,6 @@ where
                     return Err(error);
                 }
             };
-            let mut record = record;
-            record.principal = response.extensions().get::<Arc<Principal>>().cloned();
             // A trailers-only response (every error) carries its status in
             // the headers; otherwise it comes in the trailers.
             let record = match status_code(response.headers()) {
@@ -138,9 +137,9 @@ where
 #[derive(Debug)]
 struct CallRecord {
     method: Arc<MethodCalls>,
-    request_id: Option<RequestId>,
-    traceparent: Option<Traceparent>,
-    principal: Option<Arc<Principal>>,
+    /// The call's context; its principal is read when the call finishes,
+    /// once authentication has had its say.
+    context: Option<Arc<CallContext>>,
     started: Instant,
 }
 
@@ -148,15 +147,20 @@ impl CallRecord {
     /// Counts the call and writes its line.
     fn finish(self, code: Code) {
         let elapsed = self.started.elapsed();
+        let context = self.context.as_deref();
         self.method.record(code, elapsed);
         tracing::info!(
             target: "iggy_grpc::call",
             method = self.method.method(),
             code = metrics::code_name(code),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = self.request_id.as_ref().map(RequestId::as_str),
-            traceparent = self.traceparent.as_ref().map(Traceparent::as_str),
-            principal = self.principal.as_deref().map(Principal::label),
+            request_id = context.map(|context| context.request_id().as_str()),
+            traceparent = context
+                .and_then(|context| context.traceparent())
+                .map(Traceparent::as_str),
+            principal = context
+                .and_then(|context| context.principal())
+                .map(|principal| principal.label()),
             "call finished"
         );
     }

@@ -2,11 +2,12 @@
 //!
 //! The order is deliberate (outermost first):
 //!
-//! 0. [`ErrorDetailsLayer`]: every error leaving the gateway carries an
+//! 1. [`ErrorDetailsLayer`]: every error leaving the gateway carries an
 //!    ErrorInfo reason, including the ones tonic makes itself.
-//! 1. [`ArrivalLayer`]: stamps the arrival instant for deadline handling.
-//! 2. [`RequestIdLayer`]: every call, even a refused one, gets a request id,
-//!    a (debug) tracing span and the id echoed back.
+//! 2. [`CallContextLayer`]: the call's one context (arrival, request id,
+//!    trace context, and the principal slot auth fills), so every call, even
+//!    a refused one, gets a request id, a (debug) tracing span and the id
+//!    echoed back.
 //! 3. [`CallLogLayer`]: one log line and the metrics per call, so refusals
 //!    by the layers below are counted and logged too.
 //! 4. [`AuthLayer`]: who is calling and whether the method's scope allows it;
@@ -16,18 +17,16 @@
 //! 6. [`LoadShedLayer`]: the global concurrency limit, so only calls that
 //!    will really run take a slot.
 
-mod arrival;
 mod auth;
+mod call_context;
 mod call_log;
 mod error_details;
 mod load_shed;
 mod rate_limit;
-mod request_id;
 
-pub use arrival::{Arrival, ArrivalLayer};
 pub use auth::{API_KEY_HEADER, AuthLayer, Authenticator};
+pub use call_context::CallContextLayer;
 pub use call_log::CallLogLayer;
 pub use error_details::ErrorDetailsLayer;
 pub use load_shed::LoadShedLayer;
 pub use rate_limit::RateLimitLayer;
-pub use request_id::RequestIdLayer;

@@ -4,7 +4,7 @@
 //! the publish handlers, where the batch size is known.)
 
 use crate::{
-    edge::{Principal, RateLimits, Refusal},
+    edge::{CallContext, RateLimits, Refusal},
     error::GatewayError,
     metrics,
 };
@@ -64,9 +64,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let refusal = request
-            .extensions()
-            .get::<Arc<Principal>>()
+        let refusal = CallContext::of(request.extensions())
+            .and_then(|context| context.principal())
             .and_then(|principal| self.limits.admit_request(principal).err());
         match refusal {
             None => futures_util::future::Either::Left(self.inner.call(request)),
@@ -93,7 +92,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::{ApiKeys, Identity, RateSpec};
+    use crate::edge::{ApiKeys, Identity, Principal, RateSpec, RequestId};
     use std::convert::Infallible;
     use tonic::{Code, Status};
     use tonic_types::StatusExt;
@@ -104,13 +103,13 @@ mod tests {
             |_request: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) },
         ));
         let mut request = http::Request::new(());
+        let context = CallContext::new(std::time::Instant::now(), RequestId::generate(), None);
         if let Some(address) = principal {
-            request
-                .extensions_mut()
-                .insert(Arc::new(Principal::unrestricted(Identity::Peer(
-                    address.into(),
-                ))));
+            context.set_principal(Arc::new(Principal::unrestricted(Identity::Peer(
+                address.into(),
+            ))));
         }
+        request.extensions_mut().insert(Arc::new(context));
         let response = service.oneshot(request).await.expect("infallible");
         Status::from_header_map(response.headers()).map_or(Ok(()), Err)
     }

@@ -2,7 +2,7 @@
 //! publish that runs out of time answers DEADLINE_EXCEEDED with reason
 //! OUTCOME_UNKNOWN, rather than being cut off by the transport.
 
-use crate::{error::GatewayError, layers::Arrival};
+use crate::{edge::CallContext, error::GatewayError};
 use std::{future::Future, time::Duration};
 use tonic::{Code, Request, metadata::MetadataMap};
 
@@ -13,10 +13,8 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(20);
 /// arrived and a margin for the answer to travel back.
 pub fn remaining<T>(request: &Request<T>) -> Option<Duration> {
     let timeout = from_metadata(request.metadata())?;
-    let elapsed = request
-        .extensions()
-        .get::<Arrival>()
-        .map_or(Duration::ZERO, |arrival| arrival.0.elapsed());
+    let elapsed = CallContext::of(request.extensions())
+        .map_or(Duration::ZERO, |context| context.arrival().elapsed());
     Some(timeout.saturating_sub(elapsed))
 }
 

@@ -12,7 +12,7 @@ pub mod subscribe;
 pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
 
 use crate::{
-    edge::{Principal, RateLimits, Refusal, Traceparent, access},
+    edge::{CallContext, Principal, RateLimits, Refusal, Traceparent, access},
     error::GatewayError,
     iggy::{
         IggyPool,
@@ -280,7 +280,9 @@ impl Caller {
     fn of<T>(request: &Request<T>) -> Result<Self, GatewayError> {
         Ok(Self {
             principal: access::principal(request)?,
-            traceparent: request.extensions().get::<Traceparent>().cloned(),
+            traceparent: CallContext::of(request.extensions())
+                .and_then(|context| context.traceparent())
+                .cloned(),
             accepted_at: IggyTimestamp::now().as_micros(),
         })
     }

@@ -14,8 +14,8 @@ use crate::{
     health,
     iggy::{IggyPool, IggyTarget, TargetError},
     layers::{
-        ArrivalLayer, AuthLayer, Authenticator, CallLogLayer, ErrorDetailsLayer, LoadShedLayer,
-        RateLimitLayer, RequestIdLayer,
+        AuthLayer, Authenticator, CallContextLayer, CallLogLayer, ErrorDetailsLayer, LoadShedLayer,
+        RateLimitLayer,
     },
     messaging::{
         Messaging, PartitionRouter, Publisher,
@@ -150,10 +150,9 @@ pub async fn serve(
     // The order is explained in `layers`: outermost first.
     let layers = ServiceBuilder::new()
         .layer(ErrorDetailsLayer::new(max_request))
-        // Innermost of the transport's layers: stamps arrival right after
-        // the transport starts its own clock for `grpc-timeout`.
-        .layer(ArrivalLayer)
-        .layer(RequestIdLayer)
+        // Stamps arrival right after the transport starts its own clock
+        // for `grpc-timeout`.
+        .layer(CallContextLayer)
         .layer(CallLogLayer::new(method::known_methods()))
         .layer(AuthLayer::new(edge.authenticator))
         .layer(RateLimitLayer::new(edge.rate_limits))
