@@ -1,11 +1,11 @@
 //! The generated protobuf types and service stubs of `iggy.gateway.v1`, and
 //! the codec they use (with its hand-written encoding of batch answers).
 
-pub(crate) mod batch_answer;
+pub mod batch_answer;
 pub mod batch_request;
 pub mod codec;
 mod scratch;
-pub(crate) mod subscribe_batch;
+pub mod subscribe_batch;
 
 pub use generated::*;
 
