@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod call_context;
+pub mod http2_refusals;
 pub mod keys;
 pub mod lockout;
 pub mod method;

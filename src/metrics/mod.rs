@@ -58,6 +58,7 @@ struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     rate_limited: Family<ReasonLabels, Counter>,
     load_shed: Counter,
+    http2_refused_streams: Counter,
 }
 
 /// Latency buckets from 0.25 ms to about 8 s, doubling.
@@ -83,6 +84,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         auth_failures: Family::default(),
         rate_limited: Family::default(),
         load_shed: Counter::default(),
+        http2_refused_streams: Counter::default(),
     };
     registry.register(
         "calls",
@@ -153,6 +155,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "load_shed",
         "Calls refused because the gateway was at its concurrency limit",
         metrics.load_shed.clone(),
+    );
+    registry.register(
+        "http2_refused_streams",
+        "Streams HTTP/2 reset before they reached gRPC (malformed headers and the like)",
+        metrics.http2_refused_streams.clone(),
     );
     Metrics {
         registry,
@@ -288,6 +295,11 @@ pub fn count_rate_limited(what: &str) {
 /// Counts a call shed at the concurrency limit.
 pub fn count_load_shed() {
     METRICS.load_shed.inc();
+}
+
+/// Counts a stream HTTP/2 refused before it reached gRPC.
+pub fn count_http2_refused_stream() {
+    METRICS.http2_refused_streams.inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

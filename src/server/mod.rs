@@ -282,7 +282,8 @@ async fn serve_metrics(
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServeError::MetricsListen { address, source })?;
-    info!(listen = %address, "serving Prometheus metrics at /metrics");
+    let bound = listener.local_addr().unwrap_or(address);
+    info!(listen = %bound, "serving Prometheus metrics at /metrics");
     Ok(tokio::spawn(metrics::endpoint::serve(
         listener,
         std::future::pending(),

@@ -28,6 +28,10 @@ pub fn tests() -> Vec<Trial> {
             "cli::text_logs_to_a_pipe_have_no_colour_codes",
             plain_text_logs,
         ),
+        Trial::test(
+            "cli::a_stream_refused_by_http2_is_logged_and_counted",
+            http2_refusal_logged_and_counted,
+        ),
     ]
 }
 
@@ -168,4 +172,137 @@ fn plain_text_logs() -> Result<(), Failed> {
     );
     assert!(line.contains("INFO"), "{line}");
     Ok(())
+}
+
+/// A stream HTTP/2 resets before gRPC sees it (here grpcio's
+/// `host1:port1,host2:port2` authority for a multi-address target) is logged
+/// with h2's reason and counted in the metrics.
+fn http2_refusal_logged_and_counted() -> Result<(), Failed> {
+    let unused = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--iggy-url", &format!("iggy://iggy:iggy@{unused}")])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let result = (|| -> Result<(), Failed> {
+        // Lines arrive on a thread of their own, so a line that never comes
+        // fails the test instead of hanging it.
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let line_with = |text: &str| loop {
+            match lines.recv_timeout(std::time::Duration::from_secs(10)) {
+                Ok(line) if line.contains(text) => return Ok::<_, Failed>(line),
+                Ok(_) => {}
+                Err(_) => return Err(format!("the gateway never logged {text:?}").into()),
+            }
+        };
+        let gateway = logged_address(&line_with("listening")?)?;
+        let metrics = logged_address(&line_with("serving Prometheus metrics")?)?;
+
+        let reset = send_headers(gateway, "127.0.0.1:1,127.0.0.1:2")?;
+        assert_eq!(reset, 0x1, "RST_STREAM with PROTOCOL_ERROR expected");
+
+        let warning = line_with("HTTP/2 refused a stream")?;
+        assert!(warning.contains("WARN"), "{warning}");
+        assert!(warning.contains("malformed authority"), "{warning}");
+        let exposition = http_get(metrics, "/metrics")?;
+        assert!(
+            exposition.contains("iggy_grpc_http2_refused_streams_total 1"),
+            "{exposition}"
+        );
+        Ok(())
+    })();
+    child.kill()?;
+    child.wait()?;
+    result
+}
+
+/// The `listen=` address of a text log line.
+fn logged_address(line: &str) -> Result<std::net::SocketAddr, Failed> {
+    let value = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("listen="))
+        .ok_or(format!("no listen= in {line:?}"))?;
+    Ok(value.parse()?)
+}
+
+/// Opens an HTTP/2 connection by hand, sends one request's headers with
+/// `authority` (which a client library would refuse to send), and returns
+/// the error code of the RST_STREAM the gateway answers.
+fn send_headers(address: std::net::SocketAddr, authority: &str) -> Result<u32, Failed> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(address)?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/iggy.grpc.v1.MessagingService/Publish"),
+        (":authority", authority),
+        ("content-type", "application/grpc"),
+    ] {
+        // HPACK: a literal field without indexing, new name, no Huffman.
+        block.push(0x00);
+        block.push(u8::try_from(name.len())?);
+        block.extend_from_slice(name.as_bytes());
+        block.push(u8::try_from(value.len())?);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&frame_header(0, 0x4, 0, 0)); // SETTINGS
+    // HEADERS, END_STREAM | END_HEADERS, stream 1.
+    out.extend_from_slice(&frame_header(block.len(), 0x1, 0x5, 1));
+    out.extend_from_slice(&block);
+    tcp.write_all(&out)?;
+    loop {
+        let mut header = [0u8; 9];
+        tcp.read_exact(&mut header)?;
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let mut payload = vec![0u8; length];
+        tcp.read_exact(&mut payload)?;
+        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        match header[3] {
+            0x3 if stream == 1 => {
+                let code: [u8; 4] = payload.as_slice().try_into()?;
+                return Ok(u32::from_be_bytes(code));
+            }
+            0x1 if stream == 1 => return Err("the gateway answered the request".into()),
+            _ => {}
+        }
+    }
+}
+
+/// An HTTP/2 frame header.
+fn frame_header(length: usize, kind: u8, flags: u8, stream: u32) -> [u8; 9] {
+    let length = u32::try_from(length).unwrap_or(u32::MAX).to_be_bytes();
+    let stream = stream.to_be_bytes();
+    [
+        length[1], length[2], length[3], kind, flags, stream[0], stream[1], stream[2], stream[3],
+    ]
+}
+
+/// The body of a plain HTTP/1.1 GET.
+fn http_get(address: std::net::SocketAddr, path: &str) -> Result<String, Failed> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(address)?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)?;
+    Ok(answer)
 }

@@ -1,6 +1,7 @@
 //! The docs say what the gateway does: the configuration reference matches
-//! `--help` (every flag, its variable, its default), and every file or page
-//! the README, the docs and the compose file name exists.
+//! `--help` (every flag, its variable, its default), the metrics table
+//! matches what `/metrics` exposes, and every file or page the README, the
+//! docs and the compose file name exists.
 
 use libtest_mimic::{Failed, Trial};
 use std::{collections::BTreeMap, path::Path, process::Command};
@@ -15,6 +16,7 @@ pub fn tests() -> Vec<Trial> {
             configuration_matches_help,
         ),
         Trial::test("docs::referenced_files_exist", referenced_files_exist),
+        Trial::test("docs::metrics_table_matches_exposition", metrics_table),
     ]
 }
 
@@ -195,4 +197,36 @@ fn is_known_elsewhere(root: &Path, name: &str) -> bool {
     ["src", "tests", "benches", "proto"]
         .iter()
         .any(|dir| walk(&root.join(dir), name))
+}
+
+/// The metrics table in operations.md lists exactly the metrics the
+/// gateway exposes.
+fn metrics_table() -> Result<(), Failed> {
+    let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/operations.md"))?;
+    let mut documented: Vec<String> = doc
+        .lines()
+        .filter(|line| line.starts_with("| `iggy_grpc_"))
+        .filter_map(|line| line.split('|').nth(1))
+        .flat_map(|cell| cell.split(", "))
+        .map(|name| {
+            let name = name.trim().trim_matches('`');
+            let name = name.split('{').next().unwrap_or(name);
+            name.trim_end_matches("_total").to_owned()
+        })
+        .collect();
+    documented.sort();
+    // Labelled series appear with their first value: make one of each.
+    iggy_grpc::metrics::count_auth_failure("docs_check");
+    iggy_grpc::metrics::count_rate_limited("docs_check");
+    iggy_grpc::metrics::MethodCalls::new("docs_check")
+        .record(tonic::Code::Ok, std::time::Duration::ZERO);
+    let mut exposed: Vec<String> = iggy_grpc::metrics::render()
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    exposed.sort();
+    assert_eq!(documented, exposed, "docs/operations.md against /metrics");
+    Ok(())
 }

@@ -7,6 +7,7 @@ use args::{Args, LogFormat};
 use clap::Parser;
 use iggy_grpc::{
     ServeError,
+    edge::http2_refusals,
     iggy::{
         IggyTarget,
         embedded::{EmbeddedError, EmbeddedIggy, EmbeddedOptions},
@@ -25,7 +26,7 @@ use tonic_health::pb::{
 };
 use tracing::{error, info};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// jemalloc reuses freed memory: each batch moves ~1 MiB buffers (the gRPC
 /// message, the Iggy request), which glibc's allocator returned to the kernel
@@ -94,14 +95,17 @@ fn init_logging(format: LogFormat) -> WorkerGuard {
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(http2_refusals::layer())
+        .init();
     guard
 }
 
@@ -120,7 +124,8 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
-    info!(listen = %args.listen, "listening");
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    info!(listen = %bound, "listening");
 
     let embedded = if args.embedded {
         let options = EmbeddedOptions {
