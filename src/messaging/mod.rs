@@ -32,6 +32,7 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Messaging {
     pool: IggyPool,
+    router: Arc<PartitionRouter>,
     publisher: Publisher,
     limits: PublishLimits,
     subscriptions: Arc<Subscriptions>,
@@ -41,10 +42,12 @@ pub struct Messaging {
 
 impl Messaging {
     /// Serves messaging calls: publishing through `publisher` within
-    /// `limits`, streams through `subscriptions`, polls and acks over `pool`;
+    /// `limits`, streams through `subscriptions`, polls and acks over `pool`
+    /// (polls find topics in `router`, the cache the publisher routes by);
     /// publishers' message rates are held to `rate_limits`.
     pub fn new(
         pool: IggyPool,
+        router: Arc<PartitionRouter>,
         publisher: Publisher,
         limits: PublishLimits,
         subscriptions: Arc<Subscriptions>,
@@ -53,6 +56,7 @@ impl Messaging {
     ) -> Self {
         Self {
             pool,
+            router,
             publisher,
             limits,
             subscriptions,
@@ -374,7 +378,7 @@ impl MessagingService for Messaging {
         request: Request<proto::PollRequest>,
     ) -> Result<Response<proto::PollResponse>, Status> {
         let request = access::admit(request).map_err(GatewayError::into_status)?;
-        respond(poll::poll(&self.pool, &self.subscribe_limits, request).await)
+        respond(poll::poll(&self.pool, &self.router, &self.subscribe_limits, request).await)
     }
 
     async fn ack(

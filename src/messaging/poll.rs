@@ -4,22 +4,30 @@
 //! own that joins the group for the call and leaves after it.
 
 use crate::{
-    error::{GatewayError, not_found},
-    iggy::IggyPool,
-    messaging::subscribe::{
-        AckMode, ReadFrom, Reader, Spec, Start, SubscribeLimits, decode_token, delivered,
-        encode_token, fingerprint,
+    error::GatewayError,
+    iggy::{
+        IggyPool,
+        missing::{self, Named, is_not_found},
+    },
+    messaging::{
+        PartitionRouter,
+        subscribe::{
+            AckMode, ReadFrom, Reader, Spec, Start, SubscribeLimits, decode_token, delivered,
+            encode_token, fingerprint,
+        },
     },
     proto,
 };
-use iggy::prelude::{
-    ConsumerOffsetClient, IggyError, MessageClient, PolledMessages, StreamClient, TopicClient,
-};
+use iggy::prelude::{ConsumerOffsetClient, IggyError, MessageClient, PolledMessages};
 use std::collections::BTreeMap;
 
-/// Serves one Poll call.
+/// Serves one Poll call. A named consumer's poll is one Iggy call in steady
+/// state (two with `NEXT`, which reads the stored offset): the topic's ids
+/// and partitions come from the router's cache, refreshed when a poll finds
+/// something missing.
 pub async fn poll(
     pool: &IggyPool,
+    router: &PartitionRouter,
     limits: &SubscribeLimits,
     request: proto::PollRequest,
 ) -> Result<proto::PollResponse, GatewayError> {
@@ -35,10 +43,15 @@ pub async fn poll(
         reader.close().await;
         return result;
     }
-    let source = PoolSource { pool, spec: &spec };
-    let (ids, count) = source.topic().await?;
+    let mut topic = router.topic(pool, &spec.stream, &spec.topic, false).await?;
+    if let Some(partition) = spec.partition
+        && partition >= topic.partitions
+    {
+        // Partitions may have been added in Iggy since the count was read.
+        topic = router.topic(pool, &spec.stream, &spec.topic, true).await?;
+    }
     let partitions = match spec.partition {
-        Some(partition) if partition >= count => {
+        Some(partition) if partition >= topic.partitions => {
             return Err(GatewayError::Iggy(IggyError::PartitionNotFound(
                 partition as usize,
                 spec.topic.clone(),
@@ -46,9 +59,23 @@ pub async fn poll(
             )));
         }
         Some(partition) => vec![partition],
-        None => (0..count).collect(),
+        None => (0..topic.partitions).collect(),
     };
-    read(&source, &spec, ids, partitions).await
+    let source = PoolSource { pool, spec: &spec };
+    let ids = (topic.stream_id, topic.topic_id);
+    match read(&source, &spec, ids, partitions).await {
+        Err(error) if is_not_found(&error) => {
+            // The topic or a partition went away: read it afresh next time,
+            // and say which, as the request named it.
+            router.invalidate_all();
+            let named = Named {
+                partition: spec.partition,
+                ..Named::topic(&spec.stream, &spec.topic)
+            };
+            Err(missing::explain(pool, &named, error).await)
+        }
+        result => result,
+    }
 }
 
 /// Where a poll reads from: the pool, or a member's own connection.
@@ -155,29 +182,6 @@ impl Source for ReaderSource<'_> {
 struct PoolSource<'a> {
     pool: &'a IggyPool,
     spec: &'a Spec,
-}
-
-impl PoolSource<'_> {
-    /// The numeric stream and topic ids, and the partition count.
-    async fn topic(&self) -> Result<((u32, u32), u32), GatewayError> {
-        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
-        self.pool
-            .call(move |client| async move {
-                let stream_details = client
-                    .get_stream(&stream)
-                    .await?
-                    .ok_or_else(|| not_found::stream(&stream))?;
-                let topic_details = client
-                    .get_topic(&stream, &topic)
-                    .await?
-                    .ok_or_else(|| not_found::topic(&stream, &topic))?;
-                Ok((
-                    (stream_details.id, topic_details.id),
-                    topic_details.partitions_count,
-                ))
-            })
-            .await
-    }
 }
 
 impl Source for PoolSource<'_> {

@@ -138,6 +138,7 @@ pub async fn serve(
     ));
     let messaging = Messaging::new(
         pool.clone(),
+        Arc::clone(&router),
         Publisher::new(pool.clone(), router, wakeups),
         config.publish,
         subscriptions,

@@ -4,7 +4,7 @@
 
 use crate::support::{
     Env, Event, Subscription, TestBody, TestGateway, by_name as name, error_reason, expect_code,
-    new_topic, purge_topic,
+    new_topic, purge_topic, sdk_client,
 };
 use bytes::Bytes;
 use iggy_grpc::{
@@ -55,6 +55,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
         ("subscribe::poll_with_each_ack_mode", |env| {
             Box::pin(poll(env))
         }),
+        (
+            "subscribe::poll_sees_partitions_and_topics_changed_in_iggy",
+            |env| Box::pin(poll_after_direct_changes(env)),
+        ),
         ("subscribe::bad_requests_are_refused", |env| {
             Box::pin(bad_requests(env))
         }),
@@ -963,4 +967,76 @@ async fn purged_manual(env: Env) {
     assert_eq!(payloads(&got), vec!["new-0-0", "new-0-1", "new-0-2"]);
     messaging.ack(ack(2)).await.expect("ack the new ones");
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
+}
+
+/// Poll caches a topic's ids and partition count (one Iggy call per poll),
+/// yet a partition added directly in Iggy is polled at once, and a topic
+/// deleted there answers NOT_FOUND naming the topic.
+async fn poll_after_direct_changes(env: Env) {
+    use iggy::prelude::{
+        Identifier, IggyMessage, MessageClient, PartitionClient, Partitioning, TopicClient,
+    };
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let mut messaging = gateway.messaging();
+    let request = |partition_id: Option<u32>| proto::PollRequest {
+        stream: name(&stream),
+        topic: name(&topic),
+        partition_id,
+        consumer: named("direct"),
+        start: start(start_position::Kind::First(())),
+        ack_mode: AckMode::None as i32,
+        batch_size: 10,
+    };
+    let empty = messaging
+        .poll(request(None))
+        .await
+        .expect("poll")
+        .into_inner();
+    assert!(empty.messages.is_empty());
+
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    let (stream_id, topic_id) = (
+        Identifier::named(&stream).expect("id"),
+        Identifier::named(&topic).expect("id"),
+    );
+    iggy.create_partitions(&stream_id, &topic_id, 1)
+        .await
+        .expect("add a partition directly");
+    let mut messages = vec![
+        IggyMessage::builder()
+            .payload(Bytes::from_static(b"on the new partition"))
+            .build()
+            .expect("message"),
+    ];
+    iggy.send_messages(
+        &stream_id,
+        &topic_id,
+        &Partitioning::partition_id(1),
+        &mut messages,
+    )
+    .await
+    .expect("send directly");
+    let polled = messaging
+        .poll(request(Some(1)))
+        .await
+        .expect("the new partition is polled before the cache would expire")
+        .into_inner();
+    assert_eq!(payloads(&polled.messages), vec!["on the new partition"]);
+
+    iggy.delete_topic(&stream_id, &topic_id)
+        .await
+        .expect("delete directly");
+    for _ in 0..2 {
+        let status = messaging
+            .poll(request(None))
+            .await
+            .expect_err("the topic is gone");
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert_eq!(
+            error_reason(&status).as_deref(),
+            Some("TOPIC_NAME_NOT_FOUND"),
+            "{status:?}"
+        );
+    }
 }

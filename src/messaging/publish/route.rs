@@ -1,5 +1,6 @@
 //! Where a message goes: the partition for a balanced, explicit or keyed
-//! publish, computed by the gateway from a cached partition count.
+//! publish, computed by the gateway from a cached partition count. Poll
+//! reads the same cache for a topic's ids and partitions.
 //!
 //! Keys are hashed exactly as Iggy's SDK producers hash them (XXH32, seed 0,
 //! modulo the partition count), so gateway and native producers that share a
@@ -12,7 +13,7 @@ use crate::{
     validate::FieldPath,
 };
 use bytes::Bytes;
-use iggy::prelude::{Identifier, TopicClient};
+use iggy::prelude::{Identifier, StreamClient, TopicClient};
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
@@ -69,14 +70,27 @@ pub fn key_partition(key: &[u8], count: u32) -> u32 {
     iggy_common::calculate_32(key) % count.max(1)
 }
 
-/// Caches partition counts per topic and keeps the balanced rotation.
+/// Caches each topic's ids and partition count, and keeps the balanced
+/// rotation.
 pub struct PartitionRouter {
     ttl: Duration,
     topics: Mutex<HashMap<String, TopicState>>,
 }
 
+/// What the gateway caches of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The stream's numeric id.
+    pub stream_id: u32,
+    /// The topic's numeric id.
+    pub topic_id: u32,
+    /// How many partitions the topic has.
+    pub partitions: u32,
+}
+
 struct TopicState {
-    count: u32,
+    /// None until a lookup filled it (a balanced route may come first).
+    info: Option<TopicInfo>,
     read_at: Instant,
     next_balanced: u32,
 }
@@ -105,21 +119,42 @@ impl PartitionRouter {
         topic: &Identifier,
         refresh: bool,
     ) -> Result<u32, GatewayError> {
+        Ok(self.topic(pool, stream, topic, refresh).await?.partitions)
+    }
+
+    /// The topic's ids and partition count, from the cache unless
+    /// `refresh`; a miss costs one pooled call (stream, then topic).
+    pub async fn topic(
+        &self,
+        pool: &IggyPool,
+        stream: &Identifier,
+        topic: &Identifier,
+        refresh: bool,
+    ) -> Result<TopicInfo, GatewayError> {
         let key = topic_key(stream, topic);
         if !refresh
             && let Some(state) = self.lock().get(&key)
+            && let Some(info) = state.info
             && state.read_at.elapsed() < self.ttl
         {
-            return Ok(state.count);
+            return Ok(info);
         }
         let (stream, topic) = (stream.clone(), topic.clone());
-        let count = pool
+        let info = pool
             .call(move |client| async move {
-                let details = client
+                let stream_details = client
+                    .get_stream(&stream)
+                    .await?
+                    .ok_or_else(|| not_found::stream(&stream))?;
+                let topic_details = client
                     .get_topic(&stream, &topic)
                     .await?
                     .ok_or_else(|| not_found::topic(&stream, &topic))?;
-                Ok(details.partitions_count)
+                Ok(TopicInfo {
+                    stream_id: stream_details.id,
+                    topic_id: topic_details.id,
+                    partitions: topic_details.partitions_count,
+                })
             })
             .await?;
         let mut topics = self.lock();
@@ -127,13 +162,13 @@ impl PartitionRouter {
             topics.clear();
         }
         let state = topics.entry(key).or_insert(TopicState {
-            count,
+            info: None,
             read_at: Instant::now(),
             next_balanced: 0,
         });
-        state.count = count;
+        state.info = Some(info);
         state.read_at = Instant::now();
-        Ok(count)
+        Ok(info)
     }
 
     /// The partition for `route` in a topic of `count` partitions. Balanced
@@ -153,7 +188,7 @@ impl PartitionRouter {
                 let state = topics
                     .entry(topic_key(stream, topic))
                     .or_insert(TopicState {
-                        count,
+                        info: None,
                         read_at: Instant::now(),
                         next_balanced: 0,
                     });
