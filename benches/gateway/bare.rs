@@ -1,25 +1,37 @@
-//! The bare gateway: the crate's generated `MessagingService` answering
-//! `PublishBatch` with the Iggy SDK and nothing else (no validation, no
-//! layers, no limits, no metrics, no logs), in a process of its own, written
-//! as the SDK's and tonic's documentation would have it. Its batched-publish
+//! The bare gateway: `PublishBatch` answered with the Iggy SDK and nothing
+//! else (no validation, no layers, no limits, no metrics, no logs), on
+//! tonic's stock prost codec (not the crate's hand-written one), in a
+//! process of its own, written as the SDK's and tonic's documentation would
+//! have it. Its batched-publish
 //! rate is what the stack alone (tonic, prost, the SDK) allows on this
 //! machine, before any of the gateway's own work; the relay's is what a
 //! process of its own allows.
 
+use futures_util::future::BoxFuture;
 use iggy::prelude::{Identifier, IggyClient, IggyMessage, MessageClient, Partitioning};
 use iggy_grpc::{
     iggy::IggyTarget,
     proto::{
-        self, BatchEntryResult, PublishBatchRequest, PublishBatchResponse, PublishResult,
-        ResourceId, batch_entry_result::Outcome, messaging_service_server, partitioning,
-        resource_id,
+        BatchEntryResult, PublishBatchRequest, PublishBatchResponse, PublishResult, ResourceId,
+        batch_entry_result::Outcome, partitioning, resource_id,
     },
 };
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
     time::Duration,
 };
-use tonic::{Request, Response, Status};
+use tonic::{
+    Request, Response, Status,
+    body::Body,
+    codegen::http,
+    server::{Grpc, NamedService, UnaryService},
+};
+use tonic_prost::ProstCodec;
 use uuid::Uuid;
 
 /// Connections to Iggy, taken in turn by the calls.
@@ -41,17 +53,14 @@ pub async fn serve(listener: tokio::net::TcpListener, connection_string: &str, c
                 .expect("connect to Iggy"),
         );
     }
-    let service = BareGateway {
+    let service = StockCodecServer(Arc::new(BareGateway {
         clients,
         next: AtomicUsize::new(0),
-    };
+    }));
     tonic::transport::Server::builder()
         // The gateway's frame size: a batch crosses in a few large frames.
         .max_frame_size(Some(1 << 20))
-        .add_service(
-            messaging_service_server::MessagingServiceServer::new(service)
-                .max_decoding_message_size(64 << 20),
-        )
+        .add_service(service)
         .serve_with_incoming(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         )
@@ -72,10 +81,8 @@ fn identifier(id: Option<ResourceId>) -> Result<Identifier, Status> {
     }
 }
 
-#[tonic::async_trait]
-impl messaging_service_server::MessagingService for BareGateway {
-    type SubscribeStream = tokio_stream::Empty<Result<proto::SubscribeResponse, Status>>;
-
+impl BareGateway {
+    /// Stores a batch on its explicit partition, answering each entry.
     async fn publish_batch(
         &self,
         request: Request<PublishBatchRequest>,
@@ -122,46 +129,46 @@ impl messaging_service_server::MessagingService for BareGateway {
             .collect();
         Ok(Response::new(PublishBatchResponse { results }))
     }
+}
 
-    async fn publish(
-        &self,
-        _: Request<proto::PublishRequest>,
-    ) -> Result<Response<proto::PublishResponse>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
+/// The MessagingService's PublishBatch on the stock codec; every other
+/// method answers UNIMPLEMENTED.
+#[derive(Clone)]
+struct StockCodecServer(Arc<BareGateway>);
+
+impl NamedService for StockCodecServer {
+    const NAME: &'static str = "iggy.gateway.v1.MessagingService";
+}
+
+impl tower::Service<http::Request<Body>> for StockCodecServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn publish_event(
-        &self,
-        _: Request<proto::PublishEventRequest>,
-    ) -> Result<Response<proto::PublishEventResponse>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let gateway = Arc::clone(&self.0);
+        Box::pin(async move {
+            if request.uri().path() != "/iggy.gateway.v1.MessagingService/PublishBatch" {
+                return Ok(Status::unimplemented("PublishBatch only").into_http());
+            }
+            let mut grpc = Grpc::new(ProstCodec::default()).max_decoding_message_size(64 << 20);
+            Ok(grpc.unary(PublishBatch(gateway), request).await)
+        })
     }
+}
 
-    async fn publish_event_batch(
-        &self,
-        _: Request<proto::PublishEventBatchRequest>,
-    ) -> Result<Response<proto::PublishEventBatchResponse>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
-    }
+struct PublishBatch(Arc<BareGateway>);
 
-    async fn subscribe(
-        &self,
-        _: Request<proto::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
-    }
+impl UnaryService<PublishBatchRequest> for PublishBatch {
+    type Response = PublishBatchResponse;
+    type Future = BoxFuture<'static, Result<Response<PublishBatchResponse>, Status>>;
 
-    async fn poll(
-        &self,
-        _: Request<proto::PollRequest>,
-    ) -> Result<Response<proto::PollResponse>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
-    }
-
-    async fn ack(
-        &self,
-        _: Request<proto::AckRequest>,
-    ) -> Result<Response<proto::AckResponse>, Status> {
-        Err(Status::unimplemented("PublishBatch only"))
+    fn call(&mut self, request: Request<PublishBatchRequest>) -> Self::Future {
+        let gateway = Arc::clone(&self.0);
+        Box::pin(async move { gateway.publish_batch(request).await })
     }
 }
