@@ -134,8 +134,8 @@ async fn run() {
     rows.push(Row::figure("gateway peak RSS", "gateway", peak, "MiB"));
     report::print(&rows, clients, rounds);
 
-    let Bench { mut gateway, .. } = bench;
-    let _ = gateway.child.kill().await;
+    let Bench { gateway, .. } = bench;
+    gateway.stop().await;
     iggy.stop().await;
     if let Some(data_dir) = data_dir {
         let _ = std::fs::remove_dir_all(data_dir);

@@ -59,6 +59,22 @@ impl GatewayProcess {
         }
     }
 
+    /// Stops the gateway as an orchestrator does, with SIGTERM (so a
+    /// profiler wrapping it, e.g. callgrind through BENCH_GATEWAY_BIN, writes
+    /// its figures), and kills it if it has not exited within 30 s.
+    pub async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .arg(self.pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+
     /// Subscription polls so far, from the gateway's /metrics.
     pub async fn polls(&self) -> u64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -39,6 +39,14 @@ use write_coalescing::WriteCoalescing;
 /// The largest HTTP/2 frame the gateway accepts from clients.
 const MAX_FRAME_BYTES: u32 = 1 << 20;
 
+/// How much of a request body a client may send before the gateway has
+/// read it: a 1 MiB batch with its framing (hyper's default window is
+/// 1 MiB) then crosses without waiting for a WINDOW_UPDATE.
+const STREAM_WINDOW_BYTES: u32 = 4 << 20;
+
+/// The same for all streams of one connection: a few batches at once.
+const CONNECTION_WINDOW_BYTES: u32 = 8 << 20;
+
 /// Why the gateway could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -165,7 +173,9 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout))
         // HTTP/2 frames of up to 1 MiB (the default is 16 KiB): a 1 MiB
         // batch then crosses the socket in a few large reads, not 64+.
-        .max_frame_size(Some(MAX_FRAME_BYTES));
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
     // Under TLS, rustls writes to the connection and does not poll a
     // deferred flush again during its handshake: writes are not gathered.
     let gather_writes = edge.tls.is_none();
