@@ -1,7 +1,5 @@
 //! Assembles the gateway and serves it on a listener the caller has bound.
 
-mod write_coalescing;
-
 use crate::{
     admin::{Admin, StatsCache},
     config::{Config, EdgeConfig},
@@ -29,12 +27,10 @@ use crate::{
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::StreamExt;
 use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tracing::{info, warn};
-use write_coalescing::WriteCoalescing;
 
 /// The largest HTTP/2 frame the gateway accepts from clients.
 const MAX_FRAME_BYTES: u32 = 1 << 20;
@@ -176,9 +172,6 @@ pub async fn serve(
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
-    // Under TLS, rustls writes to the connection and does not poll a
-    // deferred flush again during its handshake: writes are not gathered.
-    let gather_writes = edge.tls.is_none();
     if let Some(tls) = edge.tls {
         builder = builder.tls_config(tls)?;
     }
@@ -196,17 +189,7 @@ pub async fn serve(
         // options itself: without TCP_NODELAY every response waits ~40 ms for
         // the client's delayed ACK (Nagle's algorithm).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .map(move |connection| {
-                    connection.map(|stream| {
-                        if gather_writes {
-                            WriteCoalescing::new(stream)
-                        } else {
-                            WriteCoalescing::pass_through(stream)
-                        }
-                    })
-                }),
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {
                 let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
             },
