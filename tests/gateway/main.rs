@@ -12,6 +12,7 @@ mod docs;
 mod edge;
 mod embedded;
 mod health;
+mod iggy_facts;
 mod not_found;
 mod outcome;
 mod pool;
@@ -32,6 +33,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     let mut tests = Vec::new();
     tests.extend(admin::tests());
     tests.extend(health::tests());
+    tests.extend(iggy_facts::tests());
     tests.extend(pool::tests());
     tests.extend(publish::tests());
     tests.extend(outcome::tests());
