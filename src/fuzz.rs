@@ -28,6 +28,14 @@ use prost::Message as _;
 use std::collections::HashMap;
 use tonic::codegen::http;
 
+/// An Iggy identifier: a number, or a name of 1-255 bytes.
+fn identifier() -> impl Strategy<Value = iggy::prelude::Identifier> {
+    prop_oneof![
+        (1..u32::MAX).prop_map(|id| iggy::prelude::Identifier::numeric(id).expect("nonzero")),
+        "[a-z0-9.-]{1,255}".prop_map(|name| iggy::prelude::Identifier::named(&name).expect("name")),
+    ]
+}
+
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
     collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
 }
@@ -234,6 +242,31 @@ proptest! {
         let token = subscribe::encode_token(fingerprint, &positions);
         prop_assert_eq!(subscribe::decode_token("start.resume_token", &token, fingerprint).ok(), Some(positions));
         let _ = subscribe::decode_token("start.resume_token", &text, fingerprint);
+    }
+
+    #[test]
+    fn subscription_ids_round_trip_and_any_text_is_refused_cleanly(
+        client_id in any::<u32>(),
+        nonce in any::<[u8; 16]>(),
+        stream in identifier(),
+        topic in identifier(),
+        consumer in identifier(),
+        group in any::<bool>(),
+        text in prop_oneof![".{0,64}", "[A-Za-z0-9_-]{0,96}"],
+    ) {
+        let reference = subscribe::SubscriptionRef {
+            client_id,
+            nonce,
+            stream,
+            topic,
+            consumer: if group {
+                iggy::prelude::Consumer::group(consumer)
+            } else {
+                iggy::prelude::Consumer::new(consumer)
+            },
+        };
+        prop_assert_eq!(subscribe::SubscriptionRef::decode(&reference.encode()), Some(reference));
+        let _ = subscribe::SubscriptionRef::decode(&text);
     }
 
     #[test]

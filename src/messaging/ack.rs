@@ -1,19 +1,23 @@
-//! The Ack RPC: acknowledges a delivered offset on a live subscription, or,
-//! without a subscription id, stores a consumer's offset directly.
+//! The Ack RPC: acknowledges a delivered offset on a live subscription (held
+//! by this replica or another), or, without a subscription id, stores a
+//! consumer's offset directly.
 
 use crate::{
-    error::GatewayError, iggy::IggyPool, messaging::subscribe::Subscriptions, proto, validate,
+    edge::Principal, error::GatewayError, iggy::IggyPool, messaging::subscribe::Subscriptions,
+    proto, validate,
 };
 use iggy::prelude::ConsumerOffsetClient;
 
 pub async fn ack(
     pool: &IggyPool,
     subscriptions: &Subscriptions,
+    principal: &Principal,
     request: proto::AckRequest,
 ) -> Result<proto::AckResponse, GatewayError> {
     if !request.subscription_id.is_empty() {
         subscriptions
             .ack(
+                principal,
                 &request.subscription_id,
                 request.partition_id,
                 request.offset,

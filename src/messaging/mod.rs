@@ -385,9 +385,10 @@ impl MessagingService for Messaging {
         &self,
         request: Request<proto::AckRequest>,
     ) -> Result<Response<proto::AckResponse>, Status> {
+        let principal = access::principal(&request).map_err(GatewayError::into_status)?;
         let request = access::admit(request).map_err(GatewayError::into_status)?;
         let named = request.named();
-        let result = match ack::ack(&self.pool, &self.subscriptions, request).await {
+        let result = match ack::ack(&self.pool, &self.subscriptions, &principal, request).await {
             Err(error) => Err(missing::explain(&self.pool, &named, error).await),
             ok => ok,
         };

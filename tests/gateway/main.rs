@@ -20,6 +20,7 @@ mod proto_rules;
 mod publish;
 mod reflection;
 mod refusals;
+mod replicas;
 mod resilience;
 mod subscribe;
 mod support;
@@ -42,6 +43,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());
     tests.extend(refusals::tests());
+    tests.extend(replicas::tests());
     tests.extend(not_found::tests());
     tests.extend(proto_rules::tests());
     tests.extend(edge::tests());

@@ -45,6 +45,15 @@ impl InFlight {
         }
     }
 
+    /// The partitions with messages in flight.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.partitions
+            .iter()
+            .filter(|(_, queue)| !queue.is_empty())
+            .map(|(partition, _)| *partition)
+            .collect()
+    }
+
     /// How many more messages may be delivered under `max_messages`.
     pub fn room(&self, max_messages: u32) -> u32 {
         u32::try_from(u64::from(max_messages).saturating_sub(self.messages)).unwrap_or(u32::MAX)

@@ -11,16 +11,24 @@ mod read_ahead;
 mod reader;
 mod session;
 mod spec;
+mod subscription_id;
 mod token;
 mod wakeups;
 
 pub use reader::{ReadFrom, Reader};
 pub use session::delivered;
 pub use spec::{AckMode, Spec, Start, SubscribeLimits};
+pub use subscription_id::SubscriptionRef;
 pub use token::{Positions, decode as decode_token, encode as encode_token, fingerprint};
 pub use wakeups::Wakeups;
 
-use crate::{error::GatewayError, iggy::IggyPool, proto};
+use crate::{
+    edge::{Principal, StreamRef, access},
+    error::GatewayError,
+    iggy::IggyPool,
+    proto,
+};
+use iggy::prelude::{ConsumerKind, ConsumerOffsetClient, IdKind, Identifier, SystemClient};
 use session::{AckCommand, Item, Session, Wiring};
 use std::{
     collections::HashMap,
@@ -134,18 +142,27 @@ impl Subscriptions {
         Ok(Box::pin(stream))
     }
 
-    /// Acknowledges `offset` of `partition` on a live manual-ack subscription.
+    /// Acknowledges `offset` of `partition` on a live manual-ack
+    /// subscription, held by this replica or another one.
     pub async fn ack(
         &self,
+        principal: &Principal,
         subscription_id: &str,
         partition: u32,
         offset: u64,
     ) -> Result<(), GatewayError> {
-        let sender = self
-            .lock_acks()
-            .get(subscription_id)
-            .cloned()
-            .ok_or_else(|| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
+        let not_found = || GatewayError::SubscriptionNotFound(subscription_id.to_owned());
+        let reference = SubscriptionRef::decode(subscription_id).ok_or_else(not_found)?;
+        access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
+        let Some(sender) = self.lock_acks().get(subscription_id).cloned() else {
+            return self
+                .ack_elsewhere(&reference, partition, offset)
+                .await
+                .map_err(|error| match error {
+                    GatewayError::SubscriptionNotFound(_) => not_found(),
+                    error => error,
+                });
+        };
         let (reply, answer) = oneshot::channel();
         sender
             .send(AckCommand {
@@ -154,13 +171,78 @@ impl Subscriptions {
                 reply,
             })
             .await
-            .map_err(|_| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
-        answer
-            .await
-            .map_err(|_| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?
+            .map_err(|_| not_found())?;
+        answer.await.map_err(|_| not_found())?
+    }
+
+    /// An Ack for a subscription another replica holds: while its Iggy
+    /// connection is there, stores the offset where that replica looks
+    /// (the named consumer's own offset, or the group's ack mailbox), never
+    /// moving it back.
+    async fn ack_elsewhere(
+        &self,
+        reference: &SubscriptionRef,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), GatewayError> {
+        let client_id = reference.client_id;
+        let holder = self
+            .pool
+            .call(move |client| async move { client.get_client(client_id).await })
+            .await?;
+        let (target, live) = match reference.consumer.kind {
+            ConsumerKind::ConsumerGroup => {
+                let group_id = reference.consumer.id.get_u32_value()?;
+                let member = holder.is_some_and(|holder| {
+                    holder
+                        .consumer_groups
+                        .iter()
+                        .any(|group| group.group_id == group_id)
+                });
+                (reader::ack_mailbox(group_id)?, member)
+            }
+            ConsumerKind::Consumer => (reference.consumer.clone(), holder.is_some()),
+        };
+        if !live {
+            return Err(GatewayError::SubscriptionNotFound(String::new()));
+        }
+        let (stream, topic) = (reference.stream.clone(), reference.topic.clone());
+        let stored = self
+            .pool
+            .call(move |client| async move {
+                let known = client
+                    .get_consumer_offset(&target, &stream, &topic, Some(partition))
+                    .await?;
+                if known.is_some_and(|known| known.stored_offset >= offset) {
+                    return Ok(());
+                }
+                client
+                    .store_consumer_offset(&target, &stream, &topic, Some(partition), offset)
+                    .await
+            })
+            .await;
+        match stored {
+            Err(GatewayError::Iggy(error)) if reader::is_past_log_end(&error) => {
+                Err(GatewayError::FailedPrecondition {
+                    reason: "OFFSET_NOT_DELIVERED",
+                    message: format!(
+                        "offset {offset} of partition {partition} is past the partition's last message"
+                    ),
+                })
+            }
+            other => other,
+        }
     }
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<AckCommand>>> {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An identifier as the access check takes it.
+fn stream_ref(stream: &Identifier) -> StreamRef<'_> {
+    match stream.kind {
+        IdKind::Numeric => StreamRef::Id(stream.get_u32_value().unwrap_or_default()),
+        IdKind::String => StreamRef::Name(std::str::from_utf8(&stream.value).unwrap_or_default()),
     }
 }

@@ -8,8 +8,9 @@ use crate::{
     iggy::IggyTarget,
 };
 use iggy::prelude::{
-    Client, ConsumerGroupClient, ConsumerOffsetClient, IdKind, Identifier, IggyClient, IggyError,
-    IggyTimestamp, MessageClient, PolledMessages, PollingStrategy, StreamClient, TopicClient,
+    Client, Consumer, ConsumerGroupClient, ConsumerOffsetClient, IdKind, Identifier, IggyClient,
+    IggyError, IggyTimestamp, MessageClient, PolledMessages, PollingStrategy, StreamClient,
+    SystemClient, TopicClient,
 };
 use iggy_binary_protocol::{
     WireIdentifier,
@@ -55,6 +56,16 @@ impl ReadFrom {
     }
 }
 
+/// The named consumer whose offsets hold what a consumer group's members
+/// acknowledged through replicas that are not members: Iggy lets only a
+/// member store the group's own offsets, and every connection store a named
+/// consumer's (docs/delivery.md).
+pub fn ack_mailbox(group_id: u32) -> Result<Consumer, IggyError> {
+    Ok(Consumer::new(Identifier::named(&format!(
+        "iggy-grpc.acks.group-{group_id}"
+    ))?))
+}
+
 /// One subscription's connection to Iggy.
 pub struct Reader {
     client: IggyClient,
@@ -63,6 +74,10 @@ pub struct Reader {
     pub ids: (u32, u32),
     /// Every way a publisher may name this topic, for wake-ups.
     pub wakeup_keys: Vec<String>,
+    /// Iggy's id of this connection: it lives as long as the subscription.
+    pub client_id: u32,
+    /// The numeric id of the group, for a member.
+    pub group_id: Option<u32>,
     member: bool,
 }
 
@@ -103,15 +118,29 @@ impl Reader {
             .iter()
             .flat_map(|s| topics.iter().map(move |t| wakeups::key(s, t)))
             .collect();
+        let client_id = client.get_me().await?.client_id;
         let mut reader = Self {
             client,
             ids: (stream.id, topic.id),
             wakeup_keys,
+            client_id,
+            group_id: None,
             member: false,
             spec,
         };
         if reader.spec.is_group() {
             reader.join().await?;
+            let (stream, topic, group) = (
+                &reader.spec.stream,
+                &reader.spec.topic,
+                &reader.spec.consumer.id,
+            );
+            let details = reader
+                .client
+                .get_consumer_group(stream, topic, group)
+                .await?
+                .ok_or_else(|| not_found::consumer_group(topic, group))?;
+            reader.group_id = Some(details.id);
         }
         Ok(reader)
     }
@@ -201,12 +230,29 @@ impl Reader {
         Ok((assignment.generation, partitions))
     }
 
-    /// The consumer's stored offset in `partition`, if any.
+    /// The consumer's stored offset in `partition`, if any. For a group,
+    /// the higher of the group's own and what members acknowledged through
+    /// other replicas ([`ack_mailbox`]).
     pub async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, IggyError> {
+        let own = self.offset_of(&self.spec.consumer, partition).await?;
+        match self.group_id {
+            Some(group_id) => {
+                let acked = self.offset_of(&ack_mailbox(group_id)?, partition).await?;
+                Ok(own.max(acked))
+            }
+            None => Ok(own),
+        }
+    }
+
+    async fn offset_of(
+        &self,
+        consumer: &Consumer,
+        partition: u32,
+    ) -> Result<Option<u64>, IggyError> {
         let stored = self
             .client
             .get_consumer_offset(
-                &self.spec.consumer,
+                consumer,
                 &self.spec.stream,
                 &self.spec.topic,
                 Some(partition),

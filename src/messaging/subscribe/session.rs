@@ -7,6 +7,7 @@ use super::{
     read_ahead::ReadAhead,
     reader::{ReadFrom, Reader, is_assignment_stale, is_past_log_end},
     spec::{AckMode, Spec, Start, SubscribeLimits},
+    subscription_id::SubscriptionRef,
     token::{self, Positions},
 };
 use crate::{
@@ -15,7 +16,7 @@ use crate::{
     messaging::headers,
     proto::{self, subscribe_response::Kind},
 };
-use iggy::prelude::{IggyError, IggyMessage, PolledMessages};
+use iggy::prelude::{Consumer, Identifier, IggyError, IggyMessage, PolledMessages};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -34,6 +35,10 @@ use uuid::Uuid;
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The first pause after a round of empty polls; doubles to the limit.
 const FIRST_IDLE_BACKOFF: Duration = Duration::from_millis(1);
+/// How often a manual-ack stream with messages in flight looks for acks
+/// taken by other replicas when it is not blocked on them (blocked, it looks
+/// at every pause).
+const LEARN_INTERVAL: Duration = Duration::from_millis(200);
 /// How long the final status may wait for room in a full channel.
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
 
@@ -110,6 +115,7 @@ pub struct Session {
     rotation: usize,
     last_sent: Instant,
     refresh_at: Instant,
+    learn_at: Instant,
     wiring: Wiring,
 }
 
@@ -134,8 +140,12 @@ impl Session {
             Ok(assignment) => assignment,
             Err(error) => return Err((reader, error)),
         };
+        let id = match subscription_id(&reader, &spec) {
+            Ok(id) => id,
+            Err(error) => return Err((reader, error.into())),
+        };
         let mut session = Self {
-            id: Uuid::new_v4().to_string(),
+            id,
             reader,
             spec,
             limits,
@@ -151,6 +161,7 @@ impl Session {
             rotation: 0,
             last_sent: Instant::now(),
             refresh_at: Instant::now() + REFRESH_INTERVAL,
+            learn_at: Instant::now() + LEARN_INTERVAL,
             wiring,
         };
         match session.adopt(partitions, resume.as_ref(), true).await {
@@ -193,8 +204,12 @@ impl Session {
                 () = tokio::time::sleep(FINAL_STATUS_WAIT) => {}
             }
         }
-        // Offsets handed to the transport before the end are stored too.
+        // Offsets handed to the transport before the end are stored too, and
+        // a member stores the group's offset for acks taken elsewhere.
         let _ = self.apply_commits().await;
+        if self.spec.ack_mode == AckMode::Manual {
+            let _ = self.learn_acks_taken_elsewhere().await;
+        }
         debug!(subscription = %self.id, "subscription ended");
         self.reader.close().await;
     }
@@ -225,6 +240,10 @@ impl Session {
         if Instant::now() >= self.refresh_at {
             self.refresh().await?;
         }
+        if self.spec.ack_mode == AckMode::Manual && Instant::now() >= self.learn_at {
+            self.learn_at = Instant::now() + LEARN_INTERVAL;
+            self.learn_acks_taken_elsewhere().await?;
+        }
         let idle = *empty_polls >= self.partitions.len().max(1);
         let blocked = self.spec.ack_mode == AckMode::Manual
             && self.in_flight.is_full(
@@ -243,6 +262,9 @@ impl Session {
                 *backoff = FIRST_IDLE_BACKOFF;
             } else {
                 *backoff = (*backoff * 2).min(self.limits.max_idle_backoff);
+                if blocked {
+                    self.learn_acks_taken_elsewhere().await?;
+                }
             }
             if blocked || self.partitions.is_empty() {
                 return Ok(());
@@ -517,6 +539,43 @@ impl Session {
         }
     }
 
+    /// Releases what was acknowledged through other replicas: they store a
+    /// named consumer's offset in Iggy, and a group's in its ack mailbox,
+    /// which [`Reader::stored_offset`] reads with the group's own. A group
+    /// member then stores the group's offset itself (only a member may).
+    async fn learn_acks_taken_elsewhere(&mut self) -> Result<(), End> {
+        for partition in self.in_flight.partitions() {
+            let stored = match self.reader.stored_offset(partition).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(error) if is_assignment_stale(&error) => {
+                    self.refresh_at = Instant::now();
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let delivered = self.delivered.get(&partition).copied();
+            if delivered.is_none_or(|last| stored > last) {
+                // Stored by someone else beyond what this stream delivered
+                // (another subscription of the same consumer): not ours.
+                continue;
+            }
+            if self.reader.is_member() {
+                self.store(partition, stored).await?;
+            } else {
+                self.note_stored(partition, stored);
+            }
+            self.in_flight.release(partition, stored);
+        }
+        Ok(())
+    }
+
+    /// Records that Iggy holds `offset` for `partition`.
+    fn note_stored(&mut self, partition: u32, offset: u64) {
+        let entry = self.committed.entry(partition).or_insert(offset);
+        *entry = (*entry).max(offset);
+    }
+
     /// Serves one Ack: only delivered offsets may be acknowledged.
     async fn acknowledge(&mut self, command: AckCommand) {
         let result = self.acknowledged(command.partition, command.offset).await;
@@ -547,6 +606,19 @@ impl Session {
                         "nothing of partition {partition} was delivered on this subscription"
                     ),
                 });
+            }
+        }
+        // Another replica may have stored a later offset for this consumer:
+        // an ack never moves the stored offset back.
+        if self
+            .committed
+            .get(&partition)
+            .is_none_or(|known| *known < offset)
+        {
+            match self.reader.stored_offset(partition).await {
+                Ok(Some(stored)) => self.note_stored(partition, stored),
+                Ok(None) => {}
+                Err(error) => return Err(GatewayError::from_read(error)),
             }
         }
         match self.store(partition, offset).await {
@@ -660,6 +732,24 @@ impl Session {
 }
 
 /// A message's payload and header bytes, as counted against limits.
+/// The id of a subscription read by `reader`: what it acknowledges, for an
+/// Ack on any replica. A group is named by its numeric id, which names its
+/// ack mailbox.
+fn subscription_id(reader: &Reader, spec: &Spec) -> Result<String, IggyError> {
+    let consumer = match reader.group_id {
+        Some(group_id) => Consumer::group(Identifier::numeric(group_id)?),
+        None => spec.consumer.clone(),
+    };
+    Ok(SubscriptionRef {
+        client_id: reader.client_id,
+        nonce: *Uuid::new_v4().as_bytes(),
+        stream: spec.stream.clone(),
+        topic: spec.topic.clone(),
+        consumer,
+    }
+    .encode())
+}
+
 fn stored_bytes(message: &IggyMessage) -> u64 {
     (message.payload.len() + message.user_headers.as_ref().map_or(0, |h| h.len())) as u64
 }

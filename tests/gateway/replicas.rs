@@ -1,0 +1,137 @@
+//! Several gateway replicas on one Iggy, as users run them behind a mesh
+//! that balances every call on its own: a manual-ack subscriber held by one
+//! replica acknowledges through another.
+
+use crate::{
+    subscribe::{fill, request},
+    support::{Env, Subscription, TestBody, error_reason, expect_code, sdk_client},
+};
+use iggy::prelude::{Consumer, ConsumerOffsetClient, Identifier};
+use iggy_grpc::proto::{self, AckMode, FlowControl, consumer};
+use tonic::Code;
+
+pub fn tests() -> Vec<(&'static str, TestBody)> {
+    vec![
+        (
+            "replicas::acks_through_another_replica_free_a_named_consumers_window",
+            |env| Box::pin(acks_elsewhere(env, false)),
+        ),
+        (
+            "replicas::acks_through_another_replica_free_a_group_members_window",
+            |env| Box::pin(acks_elsewhere(env, true)),
+        ),
+    ]
+}
+
+/// Messages published; five times the in-flight window.
+const MESSAGES: u32 = 25;
+const WINDOW: u32 = 5;
+
+/// Replica A holds a manual-ack stream with a window of five; every ack goes
+/// to replica B. Delivery goes on past the window, the stored offset is the
+/// last one acknowledged, B refuses what the log does not hold, and once the
+/// stream ends B answers SUBSCRIPTION_NOT_FOUND.
+async fn acks_elsewhere(env: Env, as_group: bool) {
+    let holder = env.gateway().await;
+    let other = env.gateway().await;
+    let (stream, topic) = crate::support::new_topic(&env, &holder, 1).await;
+    fill(&holder, &stream, &topic, 1, MESSAGES, "m").await;
+    let name = env.unique(if as_group { "group" } else { "reader" });
+    let who = proto::Consumer {
+        kind: Some(if as_group {
+            consumer::Kind::Group(name.clone())
+        } else {
+            consumer::Kind::Name(name.clone())
+        }),
+    };
+    let mut manual = request(&stream, &topic, Some(who));
+    manual.create_group = as_group;
+    manual.ack_mode = AckMode::Manual as i32;
+    manual.batch_size = WINDOW;
+    manual.flow_control = Some(FlowControl {
+        max_in_flight_messages: WINDOW,
+        max_in_flight_bytes: 0,
+    });
+    let mut subscription = Subscription::open(&mut holder.messaging(), manual)
+        .await
+        .expect("subscribe on the holding replica");
+    let mut acks = other.messaging();
+    let ack = |offset: u64, id: &str| proto::AckRequest {
+        subscription_id: id.to_owned(),
+        partition_id: 0,
+        offset,
+        ..Default::default()
+    };
+
+    let mut next = 0u64;
+    while next < u64::from(MESSAGES) {
+        let batch = subscription.take(1).await;
+        let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
+        let expected: Vec<u64> = (next..next + offsets.len() as u64).collect();
+        assert_eq!(offsets, expected, "in order, nothing repeated or skipped");
+        next += offsets.len() as u64;
+        acks.ack(ack(next - 1, &subscription.id))
+            .await
+            .unwrap_or_else(|status| panic!("ack {} on the other replica: {status:?}", next - 1));
+    }
+
+    let beyond = expect_code(
+        acks.ack(ack(u64::from(MESSAGES) + 10, &subscription.id))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(
+        error_reason(&beyond).as_deref(),
+        Some("OFFSET_NOT_DELIVERED")
+    );
+
+    // What Iggy holds is what was acknowledged: read as any client may.
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    let consumer = if as_group {
+        Consumer::group(Identifier::named(&name).expect("id"))
+    } else {
+        Consumer::new(Identifier::named(&name).expect("id"))
+    };
+    // A group's own offset is stored by the member holding the partition
+    // (only a member may store it), within moments of the ack.
+    let stored_offset = || async {
+        iggy.get_consumer_offset(
+            &consumer,
+            &Identifier::named(&stream).expect("id"),
+            &Identifier::named(&topic).expect("id"),
+            Some(0),
+        )
+        .await
+        .expect("read the stored offset")
+        .map(|info| info.stored_offset)
+    };
+    let mut stored = stored_offset().await;
+    for _ in 0..200 {
+        if stored == Some(u64::from(MESSAGES) - 1) || !as_group {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        stored = stored_offset().await;
+    }
+    assert_eq!(stored, Some(u64::from(MESSAGES) - 1));
+
+    // The stream ends; the other replica learns it from Iggy, which drops
+    // the subscription's connection once the holding replica closes it.
+    let id = subscription.id.clone();
+    drop(subscription);
+    let mut attempts = 0;
+    let ended = loop {
+        match acks.ack(ack(0, &id)).await {
+            Err(status) if status.code() == Code::NotFound => break status,
+            _ if attempts < 200 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            other => panic!("an ack of an ended subscription answered {other:?}"),
+        }
+    };
+    assert_eq!(
+        error_reason(&ended).as_deref(),
+        Some("SUBSCRIPTION_NOT_FOUND")
+    );
+}
