@@ -1,15 +1,13 @@
 //! The Ack RPC: acknowledges a delivered offset on a live subscription (held
-//! by this replica or another), or, without a subscription id, stores a
-//! consumer's offset directly.
+//! by this replica or another), or, without a subscription id, a consumer's
+//! or group's offset by name; either way the replica holding the stream
+//! frees the room.
 
 use crate::{
-    edge::Principal, error::GatewayError, iggy::IggyPool, messaging::subscribe::Subscriptions,
-    proto, validate,
+    edge::Principal, error::GatewayError, messaging::subscribe::Subscriptions, proto, validate,
 };
-use iggy::prelude::ConsumerOffsetClient;
 
 pub async fn ack(
-    pool: &IggyPool,
     subscriptions: &Subscriptions,
     principal: &Principal,
     request: proto::AckRequest,
@@ -28,12 +26,14 @@ pub async fn ack(
     let stream = validate::resource_id("stream", request.stream.as_ref())?;
     let topic = validate::resource_id("topic", request.topic.as_ref())?;
     let consumer = validate::consumer("consumer", request.consumer.as_ref())?;
-    let (partition, offset) = (request.partition_id, request.offset);
-    pool.call(move |client| async move {
-        client
-            .store_consumer_offset(&consumer, &stream, &topic, Some(partition), offset)
-            .await
-    })
-    .await?;
+    subscriptions
+        .ack_by_names(
+            &stream,
+            &topic,
+            consumer,
+            request.partition_id,
+            request.offset,
+        )
+        .await?;
     Ok(proto::AckResponse {})
 }

@@ -388,7 +388,7 @@ impl MessagingService for Messaging {
         let principal = access::principal(&request).map_err(GatewayError::into_status)?;
         let request = access::admit(request).map_err(GatewayError::into_status)?;
         let named = request.named();
-        let result = match ack::ack(&self.pool, &self.subscriptions, &principal, request).await {
+        let result = match ack::ack(&self.subscriptions, &principal, request).await {
             Err(error) => Err(missing::explain(&self.pool, &named, error).await),
             ok => ok,
         };

@@ -1,10 +1,10 @@
 //! Several gateway replicas on one Iggy, as users run them behind a mesh
 //! that balances every call on its own: a manual-ack subscriber held by one
-//! replica acknowledges through another.
+//! replica acknowledges through another, by subscription id or by names.
 
 use crate::{
     subscribe::{fill, request},
-    support::{Env, Subscription, TestBody, error_reason, expect_code, sdk_client},
+    support::{Env, Subscription, TestBody, by_name, error_reason, expect_code, sdk_client},
 };
 use iggy::prelude::{Consumer, ConsumerOffsetClient, Identifier};
 use iggy_grpc::proto::{self, AckMode, FlowControl, consumer};
@@ -13,14 +13,31 @@ use tonic::Code;
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
         (
-            "replicas::acks_through_another_replica_free_a_named_consumers_window",
-            |env| Box::pin(acks_elsewhere(env, false)),
+            "replicas::acks_by_id_through_another_replica_free_a_named_consumers_window",
+            |env| Box::pin(acks_elsewhere(env, false, AckBy::Id)),
         ),
         (
-            "replicas::acks_through_another_replica_free_a_group_members_window",
-            |env| Box::pin(acks_elsewhere(env, true)),
+            "replicas::acks_by_id_through_another_replica_free_a_group_members_window",
+            |env| Box::pin(acks_elsewhere(env, true, AckBy::Id)),
+        ),
+        (
+            "replicas::acks_by_name_through_another_replica_free_a_named_consumers_window",
+            |env| Box::pin(acks_elsewhere(env, false, AckBy::Names)),
+        ),
+        (
+            "replicas::acks_by_name_through_another_replica_free_a_group_members_window",
+            |env| Box::pin(acks_elsewhere(env, true, AckBy::Names)),
         ),
     ]
+}
+
+/// How the acks name what they acknowledge.
+#[derive(Clone, Copy, PartialEq)]
+enum AckBy {
+    /// The subscription id of the `Subscribed` response.
+    Id,
+    /// Stream, topic and consumer, as a client that keeps no id would.
+    Names,
 }
 
 /// Messages published; five times the in-flight window.
@@ -31,7 +48,7 @@ const WINDOW: u32 = 5;
 /// to replica B. Delivery goes on past the window, the stored offset is the
 /// last one acknowledged, B refuses what the log does not hold, and once the
 /// stream ends B answers SUBSCRIPTION_NOT_FOUND.
-async fn acks_elsewhere(env: Env, as_group: bool) {
+async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     let holder = env.gateway().await;
     let other = env.gateway().await;
     let (stream, topic) = crate::support::new_topic(&env, &holder, 1).await;
@@ -44,7 +61,7 @@ async fn acks_elsewhere(env: Env, as_group: bool) {
             consumer::Kind::Name(name.clone())
         }),
     };
-    let mut manual = request(&stream, &topic, Some(who));
+    let mut manual = request(&stream, &topic, Some(who.clone()));
     manual.create_group = as_group;
     manual.ack_mode = AckMode::Manual as i32;
     manual.batch_size = WINDOW;
@@ -56,11 +73,21 @@ async fn acks_elsewhere(env: Env, as_group: bool) {
         .await
         .expect("subscribe on the holding replica");
     let mut acks = other.messaging();
-    let ack = |offset: u64, id: &str| proto::AckRequest {
-        subscription_id: id.to_owned(),
-        partition_id: 0,
-        offset,
-        ..Default::default()
+    let ack = |offset: u64, id: &str| match by {
+        AckBy::Id => proto::AckRequest {
+            subscription_id: id.to_owned(),
+            partition_id: 0,
+            offset,
+            ..Default::default()
+        },
+        AckBy::Names => proto::AckRequest {
+            stream: by_name(&stream),
+            topic: by_name(&topic),
+            consumer: Some(who.clone()),
+            partition_id: 0,
+            offset,
+            ..Default::default()
+        },
     };
 
     let mut next = 0u64;
@@ -115,6 +142,9 @@ async fn acks_elsewhere(env: Env, as_group: bool) {
     }
     assert_eq!(stored, Some(u64::from(MESSAGES) - 1));
 
+    if by == AckBy::Names {
+        return;
+    }
     // The stream ends; the other replica learns it from Iggy, which drops
     // the subscription's connection once the holding replica closes it.
     let id = subscription.id.clone();

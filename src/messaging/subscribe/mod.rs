@@ -24,11 +24,14 @@ pub use wakeups::Wakeups;
 
 use crate::{
     edge::{Principal, StreamRef, access},
-    error::GatewayError,
+    error::{GatewayError, not_found},
     iggy::IggyPool,
     proto,
 };
-use iggy::prelude::{ConsumerKind, ConsumerOffsetClient, IdKind, Identifier, SystemClient};
+use iggy::prelude::{
+    Consumer, ConsumerGroupClient, ConsumerKind, ConsumerOffsetClient, IdKind, Identifier,
+    SystemClient,
+};
 use session::{AckCommand, Item, Session, Wiring};
 use std::{
     collections::HashMap,
@@ -206,7 +209,59 @@ impl Subscriptions {
         if !live {
             return Err(GatewayError::SubscriptionNotFound(String::new()));
         }
-        let (stream, topic) = (reference.stream.clone(), reference.topic.clone());
+        self.store_ack(
+            target,
+            &reference.stream,
+            &reference.topic,
+            partition,
+            offset,
+        )
+        .await
+    }
+
+    /// An Ack that names its stream, topic and consumer instead of a
+    /// subscription: stored where whichever replica holds that consumer's
+    /// stream looks for it (for a group, its ack mailbox).
+    pub async fn ack_by_names(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        consumer: Consumer,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), GatewayError> {
+        let target = match consumer.kind {
+            ConsumerKind::ConsumerGroup => {
+                let (stream, topic, group) = (stream.clone(), topic.clone(), consumer.id);
+                let group_id = self
+                    .pool
+                    .call(move |client| async move {
+                        let details = client
+                            .get_consumer_group(&stream, &topic, &group)
+                            .await?
+                            .ok_or_else(|| not_found::consumer_group(&topic, &group))?;
+                        Ok(details.id)
+                    })
+                    .await?;
+                reader::ack_mailbox(group_id)?
+            }
+            ConsumerKind::Consumer => consumer,
+        };
+        self.store_ack(target, stream, topic, partition, offset)
+            .await
+    }
+
+    /// Stores `offset` for `target`, unless Iggy already holds it or a later
+    /// one: an ack never moves a stored offset back.
+    async fn store_ack(
+        &self,
+        target: Consumer,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), GatewayError> {
+        let (stream, topic) = (stream.clone(), topic.clone());
         let stored = self
             .pool
             .call(move |client| async move {
