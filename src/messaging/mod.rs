@@ -2,6 +2,7 @@
 //! poll and ack.
 
 mod ack;
+mod consume;
 mod deadline;
 mod events;
 pub mod headers;
@@ -336,6 +337,17 @@ pub type SubscribeStream = subscribe::SubscribeStream;
 #[tonic::async_trait]
 impl MessagingService for Messaging {
     type SubscribeStream = SubscribeStream;
+    type ConsumeStream = consume::ConsumeStream;
+
+    async fn consume(
+        &self,
+        request: Request<tonic::Streaming<proto::ConsumeRequest>>,
+    ) -> Result<Response<Self::ConsumeStream>, Status> {
+        let principal = access::principal(&request).map_err(GatewayError::into_status)?;
+        let stream =
+            consume::consume(&self.subscriptions, &principal, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
 
     async fn publish(
         &self,

@@ -8,6 +8,7 @@
 
 mod admin;
 mod cli;
+mod consume;
 mod docs;
 mod edge;
 mod embedded;
@@ -39,6 +40,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(publish::tests());
     tests.extend(outcome::tests());
     tests.extend(subscribe::tests());
+    tests.extend(consume::tests());
     tests.extend(resilience::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());

@@ -6,6 +6,7 @@
 //! every batch and heartbeat carries a resume token, auto-ack commits happen
 //! when the transport takes a batch, manual-ack commits only on Ack.
 
+mod credit;
 mod in_flight;
 mod read_ahead;
 mod reader;
@@ -15,6 +16,7 @@ mod subscription_id;
 mod token;
 mod wakeups;
 
+pub use credit::{Credit, Grant};
 pub use reader::{ReadFrom, Reader};
 pub use session::delivered;
 pub use spec::{AckMode, Spec, Start, SubscribeLimits};
@@ -46,6 +48,28 @@ use tracing::info;
 /// The server stream a Subscribe call returns.
 pub type SubscribeStream =
     Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send + 'static>>;
+
+/// Where one subscription's acks go, for a caller that holds it (a Consume
+/// stream acks without going through the registry).
+pub struct SessionAcks(mpsc::Sender<AckCommand>);
+
+impl SessionAcks {
+    /// Acknowledges `offset` of `partition`; NOT_FOUND once the
+    /// subscription ended.
+    pub async fn ack(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        let ended = || GatewayError::SubscriptionNotFound(String::new());
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(AckCommand {
+                partition,
+                offset,
+                reply,
+            })
+            .await
+            .map_err(|_| ended())?;
+        answer.await.map_err(|_| ended())?
+    }
+}
 
 /// Acks waiting to be served per subscription.
 const ACK_QUEUE: usize = 64;
@@ -88,6 +112,16 @@ impl Subscriptions {
         &self,
         request: proto::SubscribeRequest,
     ) -> Result<SubscribeStream, GatewayError> {
+        Ok(self.start(request, None).await?.0)
+    }
+
+    /// Starts a subscription as [`Self::subscribe`] does, sending only what
+    /// `credit` allows when given; returns its stream and where its acks go.
+    pub async fn start(
+        &self,
+        request: proto::SubscribeRequest,
+        credit: Option<Credit>,
+    ) -> Result<(SubscribeStream, SessionAcks), GatewayError> {
         let spec = Spec::subscribe(&request, &self.limits)?;
         if *self.shutdown.borrow() {
             return Err(GatewayError::ShuttingDown);
@@ -112,6 +146,7 @@ impl Subscriptions {
             wakeup,
             pool: self.pool.clone(),
             _slot: permit,
+            credit,
         };
         let session = match Session::start(reader, spec, self.limits.clone(), wiring).await {
             Ok(session) => session,
@@ -121,7 +156,7 @@ impl Subscriptions {
             }
         };
         let id = session.id().to_owned();
-        self.lock_acks().insert(id.clone(), acks_tx);
+        self.lock_acks().insert(id.clone(), acks_tx.clone());
         let registry = Arc::clone(&self.acks);
         tokio::spawn(async move {
             info!(subscription = %id, "subscription started");
@@ -142,7 +177,7 @@ impl Subscriptions {
             }
             item.response
         });
-        Ok(Box::pin(stream))
+        Ok((Box::pin(stream), SessionAcks(acks_tx)))
     }
 
     /// Acknowledges `offset` of `partition` on a live manual-ack

@@ -3,6 +3,7 @@
 //! per ack mode, sends heartbeats while idle, and ends with a status.
 
 use super::{
+    credit::{self, Credit},
     in_flight::InFlight,
     read_ahead::ReadAhead,
     reader::{ReadFrom, Reader, is_assignment_stale, is_past_log_end},
@@ -94,6 +95,8 @@ pub struct Wiring {
     pub pool: IggyPool,
     /// Held for the session's life: one of the gateway's subscription slots.
     pub _slot: OwnedSemaphorePermit,
+    /// A Consume stream's flow-control credit; `None` for Subscribe.
+    pub credit: Option<Credit>,
 }
 
 /// A running subscription.
@@ -245,11 +248,16 @@ impl Session {
             self.learn_acks_taken_elsewhere().await?;
         }
         let idle = *empty_polls >= self.partitions.len().max(1);
-        let blocked = self.spec.ack_mode == AckMode::Manual
+        let blocked = (self.spec.ack_mode == AckMode::Manual
             && self.in_flight.is_full(
                 self.spec.max_in_flight_messages,
                 self.spec.max_in_flight_bytes,
-            );
+            ))
+            || self
+                .wiring
+                .credit
+                .as_ref()
+                .is_some_and(Credit::is_exhausted);
         if blocked || self.partitions.is_empty() || idle {
             let pause = if blocked || self.partitions.is_empty() {
                 self.limits.max_idle_backoff
@@ -299,6 +307,10 @@ impl Session {
         } else {
             self.spec.batch_size
         };
+        let count = match &self.wiring.credit {
+            Some(credit) => credit.room(count).max(1),
+            None => count,
+        };
         let asked = from.count(count);
         match self.reader.poll(partition, from, count).await {
             Ok(polled) if !polled.messages.is_empty() => {
@@ -337,6 +349,12 @@ impl Session {
             command = self.wiring.acks.recv() => {
                 if let Some(command) = command {
                     self.acknowledge(command).await;
+                }
+                true
+            }
+            grant = credit::next_grant(&mut self.wiring.credit) => {
+                if let Some(credit) = &mut self.wiring.credit {
+                    credit.add(grant);
                 }
                 true
             }
@@ -409,6 +427,10 @@ impl Session {
         let Some((last, stored_at)) = last else {
             return Ok(());
         };
+        if let Some(credit) = &mut self.wiring.credit {
+            let bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
+            credit.spend(messages.len() as u64, bytes);
+        }
         self.from.insert(partition, ReadFrom::Offset(last + 1));
         self.delivered.insert(partition, last);
         self.delivered_at.insert(partition, stored_at);
