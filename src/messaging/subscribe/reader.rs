@@ -261,6 +261,24 @@ impl Reader {
         Ok(stored.map(|info| info.stored_offset))
     }
 
+    /// The offset of the last message of `partition` as the topic's details
+    /// give it, a different answer from a poll's (`None`: no messages).
+    pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, IggyError> {
+        let details = self
+            .client
+            .get_topic(&self.spec.stream, &self.spec.topic)
+            .await?
+            .ok_or_else(|| {
+                IggyError::TopicIdNotFound(self.spec.topic.clone(), self.spec.stream.clone())
+            })?;
+        Ok(details
+            .partitions
+            .iter()
+            .find(|details| details.id == partition)
+            .filter(|details| details.messages_count > 0)
+            .map(|details| details.current_offset))
+    }
+
     /// Reads up to `count` messages of `partition`; never commits by itself.
     pub async fn poll(
         &self,

@@ -322,7 +322,7 @@ impl Session {
             }
             Ok(polled) => {
                 self.read_ahead.note(asked, 0, 0);
-                self.note_empty(partition, from, &polled);
+                self.note_empty(partition, from, &polled).await?;
                 *empty_polls += 1;
                 Ok(())
             }
@@ -448,7 +448,12 @@ impl Session {
     /// unflushed messages in a crash and reuses their offsets), continue with
     /// the messages stored after the last one delivered, so none of the new
     /// ones is skipped.
-    fn note_empty(&mut self, partition: u32, from: ReadFrom, polled: &PolledMessages) {
+    async fn note_empty(
+        &mut self,
+        partition: u32,
+        from: ReadFrom,
+        polled: &PolledMessages,
+    ) -> Result<(), End> {
         match from {
             ReadFrom::First | ReadFrom::Last => {
                 let next = if polled.current_offset == 0 {
@@ -459,6 +464,21 @@ impl Session {
                 self.from.insert(partition, ReadFrom::Offset(next));
             }
             ReadFrom::Offset(next) if polled.current_offset + 1 < next => {
+                // An overloaded Iggy answers polls empty, with a log end of
+                // 0: only the topic's own account of the log says it is
+                // shorter than the position.
+                let log_end = self.reader.log_end(partition).await?;
+                if !is_past_log_end_of(next, log_end) {
+                    debug!(
+                        subscription = %self.id,
+                        partition,
+                        position = next,
+                        answered_end = polled.current_offset,
+                        ?log_end,
+                        "an empty poll answer the log's bounds do not confirm; reading on"
+                    );
+                    return Ok(());
+                }
                 let resume = match self.delivered_at.get(&partition) {
                     Some(micros) => ReadFrom::Timestamp(micros + 1),
                     None => ReadFrom::Offset(0),
@@ -467,7 +487,7 @@ impl Session {
                     subscription = %self.id,
                     partition,
                     position = next,
-                    log_end = polled.current_offset,
+                    log_end = ?log_end,
                     "position past the end of the log (purged, or lost in an Iggy crash); continuing after the last delivered message's time"
                 );
                 self.from.insert(partition, resume);
@@ -479,6 +499,7 @@ impl Session {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Sends one response, waiting for room (back-pressure) while still
@@ -548,6 +569,12 @@ impl Session {
             // and nothing is left to store. Storing a lower offset instead
             // would mark new, undelivered messages as consumed.
             Err(error) if is_past_log_end(&error) => {
+                // Confirmed by the log's bounds, or it is not a truncation:
+                // end the stream with the error rather than drop the offset.
+                let log_end = self.reader.log_end(partition).await?;
+                if log_end.is_some_and(|end| offset <= end) {
+                    return Err(error.into());
+                }
                 warn!(
                     subscription = %self.id,
                     partition,
@@ -754,6 +781,15 @@ impl Session {
 }
 
 /// A message's payload and header bytes, as counted against limits.
+/// Whether a partition whose last message is `log_end` (`None`: it holds
+/// none) ends before position `next`, the offset to be read next.
+fn is_past_log_end_of(next: u64, log_end: Option<u64>) -> bool {
+    match log_end {
+        Some(end) => end + 1 < next,
+        None => next > 0,
+    }
+}
+
 /// The id of a subscription read by `reader`: what it acknowledges, for an
 /// Ack on any replica. A group is named by its numeric id, which names its
 /// ack mailbox.
@@ -795,5 +831,21 @@ pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessag
         timestamp_micros: message.header.timestamp,
         headers,
         payload: message.payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_logs_bounds_say_a_position_is_past_its_end() {
+        // Messages 0..=9, reading on at 10: not past the end.
+        assert!(!is_past_log_end_of(10, Some(9)));
+        // Reading at 12 when the log ends at 9: truncated.
+        assert!(is_past_log_end_of(12, Some(9)));
+        // An empty partition ends before any position but the first.
+        assert!(is_past_log_end_of(5, None));
+        assert!(!is_past_log_end_of(0, None));
     }
 }
