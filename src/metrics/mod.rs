@@ -123,7 +123,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "subscription_polls",
-        "Polls subscriptions sent to Iggy",
+        "Polls subscriptions and their topic watchers sent to Iggy",
         metrics.subscription_polls.clone(),
     );
     registry.register(

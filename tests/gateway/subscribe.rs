@@ -56,6 +56,14 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             Box::pin(poll(env))
         }),
         (
+            "subscribe::an_idle_subscriber_follows_new_partitions_and_a_deleted_topic",
+            |env| Box::pin(topic_changes(env)),
+        ),
+        (
+            "subscribe::idle_subscribers_get_messages_from_a_native_producer",
+            |env| Box::pin(native_producer(env)),
+        ),
+        (
             "subscribe::poll_sees_partitions_and_topics_changed_in_iggy",
             |env| Box::pin(poll_after_direct_changes(env)),
         ),
@@ -1038,5 +1046,118 @@ async fn poll_after_direct_changes(env: Env) {
             Some("TOPIC_NAME_NOT_FOUND"),
             "{status:?}"
         );
+    }
+}
+
+/// Idle subscriptions, on two partitions and two gateways, receive messages
+/// a native Iggy client sends (no gateway publish wakes them): their topic's
+/// watcher sees the partition ends move.
+async fn native_producer(env: Env) {
+    use iggy::prelude::{Identifier, IggyMessage, MessageClient, Partitioning};
+    let first = env.gateway().await;
+    let second = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &first, 2).await;
+    let mut subscriptions = Vec::new();
+    for gateway in [&first, &first, &second] {
+        let mut messaging = gateway.messaging();
+        let mut idle = request(&stream, &topic, named(&env.unique("r")));
+        idle.heartbeat_interval = Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        });
+        let mut subscription = Subscription::open(&mut messaging, idle)
+            .await
+            .expect("subscribe");
+        // Idle: nothing to read yet.
+        assert!(matches!(
+            subscription.next_quiet_event().await,
+            Event::Heartbeat(_)
+        ));
+        subscriptions.push(subscription);
+    }
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    for partition in 0..2 {
+        let mut messages = vec![
+            IggyMessage::builder()
+                .payload(Bytes::from(format!("native-{partition}")))
+                .build()
+                .expect("message"),
+        ];
+        iggy.send_messages(
+            &Identifier::named(&stream).expect("id"),
+            &Identifier::named(&topic).expect("id"),
+            &Partitioning::partition_id(partition),
+            &mut messages,
+        )
+        .await
+        .expect("send directly");
+    }
+    for subscription in &mut subscriptions {
+        let mut got = payloads(&subscription.take(2).await);
+        got.sort();
+        assert_eq!(got, vec!["native-0", "native-1"]);
+    }
+}
+
+/// An idle named consumer reading every partition reads a partition added
+/// in Iggy, and its stream ends with NOT_FOUND when the topic is deleted.
+async fn topic_changes(env: Env) {
+    use iggy::prelude::{Identifier, PartitionClient, TopicClient};
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let mut messaging = gateway.messaging();
+    let mut idle = request(&stream, &topic, named(&env.unique("r")));
+    idle.heartbeat_interval = Some(prost_types::Duration {
+        seconds: 1,
+        nanos: 0,
+    });
+    let mut subscription = Subscription::open(&mut messaging, idle)
+        .await
+        .expect("subscribe");
+    assert!(matches!(
+        subscription.next_quiet_event().await,
+        Event::Heartbeat(_)
+    ));
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    let (stream_id, topic_id) = (
+        Identifier::named(&stream).expect("id"),
+        Identifier::named(&topic).expect("id"),
+    );
+    iggy.create_partitions(&stream_id, &topic_id, 1)
+        .await
+        .expect("add a partition directly");
+    let mut messages = vec![
+        iggy::prelude::IggyMessage::builder()
+            .payload(Bytes::from_static(b"on the new partition"))
+            .build()
+            .expect("message"),
+    ];
+    iggy::prelude::MessageClient::send_messages(
+        &iggy,
+        &stream_id,
+        &topic_id,
+        &iggy::prelude::Partitioning::partition_id(1),
+        &mut messages,
+    )
+    .await
+    .expect("send to the new partition");
+    let got = subscription.take(1).await;
+    assert_eq!(
+        (got[0].partition_id, payloads(&got)),
+        (1, vec!["on the new partition".to_owned()])
+    );
+
+    iggy.delete_topic(&stream_id, &topic_id)
+        .await
+        .expect("delete directly");
+    loop {
+        match subscription.next_event().await {
+            Event::Heartbeat(_) => {}
+            Event::Ended(status) => {
+                assert_eq!(status.code(), Code::NotFound, "{status:?}");
+                break;
+            }
+            other => panic!("expected the stream to end, got {other:?}"),
+        }
     }
 }

@@ -12,36 +12,45 @@ use iggy::prelude::{IggyMessage, MessageClient, Partitioning};
 use iggy_grpc::proto::{self, messaging_service_client::MessagingServiceClient};
 use std::time::{Duration, Instant};
 
-/// Iggy polls per second of one idle subscription, from the gateway's
-/// `iggy_grpc_subscription_polls_total`.
+/// Iggy polls per second of idle subscriptions to one topic (1, then 100),
+/// from the gateway's `iggy_grpc_subscription_polls_total`, which counts
+/// the subscriptions' polls and their topic's watcher.
 pub async fn idle(bench: &Bench) -> Vec<Row> {
-    create_topic(bench.admin(), "bench", "idle", 1).await;
-    let mut idle = MessagingServiceClient::new(bench.channels[0].clone())
-        .subscribe(proto::SubscribeRequest {
-            stream: rid("bench"),
-            topic: rid("idle"),
-            consumer: Some(proto::Consumer {
-                kind: Some(proto::consumer::Kind::Name("idle".into())),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let _ = idle.message().await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // let the backoff reach its cap
-    let polls_before = bench.gateway.polls().await;
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(bench.settings.seconds)).await;
-    let rate =
-        (bench.gateway.polls().await - polls_before) as f64 / started.elapsed().as_secs_f64();
-    drop(idle);
-    vec![Row::figure(
-        "idle subscription: Iggy polls",
-        "gateway",
-        rate,
-        "polls/s",
-    )]
+    let mut rows = Vec::new();
+    for (count, workload) in [
+        (1, "idle: Iggy polls, 1 subscriber"),
+        (100, "idle: Iggy polls, 100 on 1 topic"),
+    ] {
+        let topic = format!("idle-{count}");
+        create_topic(bench.admin(), "bench", &topic, 1).await;
+        let mut streams = Vec::new();
+        for index in 0..count {
+            let channel = bench.channels[index % bench.channels.len()].clone();
+            let mut idle = MessagingServiceClient::new(channel)
+                .subscribe(proto::SubscribeRequest {
+                    stream: rid("bench"),
+                    topic: rid(&topic),
+                    consumer: Some(proto::Consumer {
+                        kind: Some(proto::consumer::Kind::Name(format!("idle-{index}"))),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .expect("subscribe")
+                .into_inner();
+            let _ = idle.message().await;
+            streams.push(idle);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await; // let the backoffs reach their caps
+        let polls_before = bench.gateway.polls().await;
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(bench.settings.seconds)).await;
+        let rate =
+            (bench.gateway.polls().await - polls_before) as f64 / started.elapsed().as_secs_f64();
+        drop(streams);
+        rows.push(Row::figure(workload, "gateway", rate, "polls/s"));
+    }
+    rows
 }
 
 /// The gateway's resident memory while a subscriber takes one message per

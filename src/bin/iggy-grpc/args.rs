@@ -95,8 +95,10 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_subscriptions: u64,
 
-    /// Longest pause between polls of an idle subscription (bounds its poll
-    /// rate and the delivery delay of messages from other producers).
+    /// Longest pause between reads of an idle topic's partition ends, one
+    /// watcher per topic for all its idle subscriptions (bounds the topic's
+    /// idle poll rate and the delivery delay of messages from other
+    /// producers).
     #[arg(long, env = "IGGY_GRPC_IDLE_POLL_BACKOFF", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub idle_poll_backoff: Duration,
 

@@ -14,6 +14,7 @@ mod session;
 mod spec;
 mod subscription_id;
 mod token;
+mod topic_watch;
 mod wakeups;
 
 pub use credit::{Credit, Grant};
@@ -43,6 +44,7 @@ use std::{
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::Status;
+use topic_watch::TopicWatches;
 use tracing::info;
 
 /// The server stream a Subscribe call returns.
@@ -82,6 +84,7 @@ pub struct Subscriptions {
     acks: Arc<Mutex<HashMap<String, mpsc::Sender<AckCommand>>>>,
     shutdown: watch::Receiver<bool>,
     wakeups: Arc<Wakeups>,
+    watches: TopicWatches,
 }
 
 impl Subscriptions {
@@ -95,6 +98,7 @@ impl Subscriptions {
         wakeups: Arc<Wakeups>,
     ) -> Self {
         Self {
+            watches: TopicWatches::new(pool.clone(), limits.max_idle_backoff),
             pool,
             slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
             limits,
@@ -147,6 +151,7 @@ impl Subscriptions {
             pool: self.pool.clone(),
             _slot: permit,
             credit,
+            topic_watch: self.watches.watch(reader.ids.0, reader.ids.1),
         };
         let session = match Session::start(reader, spec, self.limits.clone(), wiring).await {
             Ok(session) => session,

@@ -10,6 +10,7 @@ use super::{
     spec::{AckMode, Spec, Start, SubscribeLimits},
     subscription_id::SubscriptionRef,
     token::{self, Positions},
+    topic_watch::{Ends, LogEnds, TopicWatch},
 };
 use crate::{
     error::GatewayError,
@@ -36,6 +37,9 @@ use uuid::Uuid;
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The first pause after a round of empty polls; doubles to the limit.
 const FIRST_IDLE_BACKOFF: Duration = Duration::from_millis(1);
+/// How long an idle session waits for its topic's watcher before it polls
+/// anyway (to meet partition and group changes the watcher does not report).
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// How often a manual-ack stream with messages in flight looks for acks
 /// taken by other replicas when it is not blocked on them (blocked, it looks
 /// at every pause).
@@ -97,6 +101,9 @@ pub struct Wiring {
     pub _slot: OwnedSemaphorePermit,
     /// A Consume stream's flow-control credit; `None` for Subscribe.
     pub credit: Option<Credit>,
+    /// The topic's watcher: an idle session waits for it to see a partition
+    /// end past its position instead of polling.
+    pub topic_watch: Arc<TopicWatch>,
 }
 
 /// A running subscription.
@@ -119,6 +126,10 @@ pub struct Session {
     last_sent: Instant,
     refresh_at: Instant,
     learn_at: Instant,
+    /// Woken by the watcher, and the polls after found nothing yet: wait for
+    /// a later change, not the one already seen.
+    news_seen: bool,
+    ends: watch::Receiver<Ends>,
     wiring: Wiring,
 }
 
@@ -165,6 +176,8 @@ impl Session {
             last_sent: Instant::now(),
             refresh_at: Instant::now() + REFRESH_INTERVAL,
             learn_at: Instant::now() + LEARN_INTERVAL,
+            news_seen: false,
+            ends: wiring.topic_watch.ends(),
             wiring,
         };
         match session.adopt(partitions, resume.as_ref(), true).await {
@@ -240,7 +253,15 @@ impl Session {
         if *self.wiring.shutdown.borrow() {
             return Err(GatewayError::ShuttingDown.into());
         }
-        if Instant::now() >= self.refresh_at {
+        // A group member asks for its assignment on a timer (and before every
+        // round below); a named consumer re-reads its partitions when the
+        // topic's watcher shows them changed.
+        let refresh_due = if self.reader.is_member() {
+            Instant::now() >= self.refresh_at
+        } else {
+            self.partitions_moved()
+        };
+        if refresh_due {
             self.refresh().await?;
         }
         if self.spec.ack_mode == AckMode::Manual && Instant::now() >= self.learn_at {
@@ -259,19 +280,33 @@ impl Session {
                 .as_ref()
                 .is_some_and(Credit::is_exhausted);
         if blocked || self.partitions.is_empty() || idle {
+            let watching = idle && !blocked && !self.partitions.is_empty();
             let pause = if blocked || self.partitions.is_empty() {
                 self.limits.max_idle_backoff
+            } else if watching && !self.news_seen && self.reader.is_member() {
+                IDLE_RECHECK
+            } else if watching && !self.news_seen {
+                // Until the next heartbeat: the watcher reports the news.
+                self.spec.heartbeat
             } else {
                 *backoff
             };
-            if self.wait(pause).await? {
+            let news = watching.then(|| self.wanted());
+            if self.wait(pause, news).await? {
                 // Woken by a publish or an ack: poll again at once.
                 *empty_polls = 0;
                 *backoff = FIRST_IDLE_BACKOFF;
             } else {
                 *backoff = (*backoff * 2).min(self.limits.max_idle_backoff);
+                let stale_news = self.news_seen;
+                self.news_seen = false;
                 if blocked {
                     self.learn_acks_taken_elsewhere().await?;
+                }
+                // An idle named consumer polls only on news: its timer only
+                // paced a heartbeat.
+                if watching && !stale_news && !self.reader.is_member() {
+                    return Ok(());
                 }
             }
             if blocked || self.partitions.is_empty() {
@@ -315,6 +350,7 @@ impl Session {
         match self.reader.poll(partition, from, count).await {
             Ok(polled) if !polled.messages.is_empty() => {
                 *empty_polls = 0;
+                self.news_seen = false;
                 *backoff = FIRST_IDLE_BACKOFF;
                 let bytes = polled.messages.iter().map(stored_bytes).sum();
                 self.read_ahead.note(asked, polled.messages.len(), bytes);
@@ -334,13 +370,17 @@ impl Session {
         }
     }
 
-    /// Waits up to `pause` for news; true when woken by a publish or an ack
-    /// rather than by the timer. Sends a heartbeat when one is due.
-    async fn wait(&mut self, pause: Duration) -> Result<bool, End> {
+    /// Waits up to `pause` for news; true when woken by a publish, an ack,
+    /// credit or (with `news`) the topic's watcher seeing a partition end at
+    /// or past a wanted offset, rather than by the timer. Sends a heartbeat
+    /// when one is due.
+    async fn wait(&mut self, pause: Duration, news: Option<Wanted>) -> Result<bool, End> {
         let heartbeat_due = self.last_sent + self.spec.heartbeat;
         let until = (Instant::now() + pause).min(heartbeat_due);
         let responses = self.wiring.responses.clone();
         let wakeup = Arc::clone(&self.wiring.wakeup);
+        let changes_only = self.news_seen;
+        let mut ends = self.ends.clone();
         let woken = tokio::select! {
             () = tokio::time::sleep_until(until) => false,
             () = wakeup.notified() => true,
@@ -358,11 +398,54 @@ impl Session {
                 }
                 true
             }
+            () = news_in(&mut ends, news, changes_only) => {
+                self.news_seen = true;
+                true
+            }
         };
+        self.ends = ends;
         if Instant::now() >= heartbeat_due {
             self.heartbeat();
         }
         Ok(woken)
+    }
+
+    /// Each partition read, with the offset it is read from next (`None`
+    /// when it is read by time: any change is news), and for a named
+    /// consumer the partitions it reads, so a change to them is news too.
+    fn wanted(&self) -> Wanted {
+        let next = self
+            .partitions
+            .iter()
+            .map(|partition| {
+                let next = match self.from.get(partition) {
+                    Some(ReadFrom::Offset(next)) => Some(*next),
+                    None => Some(0),
+                    Some(_) => None,
+                };
+                (*partition, next)
+            })
+            .collect();
+        let partitions = (!self.reader.is_member()).then(|| self.partitions_expected());
+        Wanted { next, partitions }
+    }
+
+    /// The partitions a named consumer's watcher should show: the one it
+    /// asked for, or all it reads.
+    fn partitions_expected(&self) -> Expected {
+        match self.spec.partition {
+            Some(_) => Expected::Some,
+            None => Expected::Exactly(self.partitions.clone()),
+        }
+    }
+
+    /// A named consumer's partitions as the watcher last showed them differ
+    /// from the ones it reads (or the topic is gone).
+    fn partitions_moved(&self) -> bool {
+        match &*self.ends.borrow() {
+            Some(ends) => self.partitions_expected().differs(ends),
+            None => false,
+        }
     }
 
     fn heartbeat(&mut self) {
@@ -781,6 +864,68 @@ impl Session {
 }
 
 /// A message's payload and header bytes, as counted against limits.
+/// What an idle session waits for (see [`Session::wanted`]).
+struct Wanted {
+    /// Partitions with the offset each is read from next.
+    next: Vec<(u32, Option<u64>)>,
+    /// For a named consumer, the partitions the watcher should show.
+    partitions: Option<Expected>,
+}
+
+/// The partitions a named consumer expects its topic to have.
+enum Expected {
+    /// At least one (it reads one partition it asked for).
+    Some,
+    /// These (it reads them all).
+    Exactly(Vec<u32>),
+}
+
+impl Expected {
+    fn differs(&self, ends: &LogEnds) -> bool {
+        match self {
+            Self::Some => ends.is_empty(),
+            Self::Exactly(partitions) => !ends.keys().eq(partitions.iter()),
+        }
+    }
+}
+
+/// Ready when the watcher's partition ends show a message at or past a
+/// wanted offset; with `changes_only`, only in a value published after the
+/// wait began. Never ready without `wanted`, or once the watcher is gone.
+async fn news_in(ends: &mut watch::Receiver<Ends>, wanted: Option<Wanted>, changes_only: bool) {
+    let Some(wanted) = wanted else {
+        return std::future::pending().await;
+    };
+    let has_news = |ends: &Ends| {
+        let Some(ends) = ends else {
+            return false;
+        };
+        wanted
+            .partitions
+            .as_ref()
+            .is_some_and(|expected| expected.differs(ends))
+            || wanted
+                .next
+                .iter()
+                .any(|(partition, next)| match (ends.get(partition), next) {
+                    (Some(Some(end)), Some(next)) => end >= next,
+                    (Some(Some(_)), None) => true,
+                    _ => false,
+                })
+    };
+    if changes_only {
+        ends.borrow_and_update();
+    } else if has_news(&ends.borrow_and_update()) {
+        return;
+    }
+    while ends.changed().await.is_ok() {
+        if has_news(&ends.borrow_and_update()) {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Whether a partition whose last message is `log_end` (`None`: it holds
 /// none) ends before position `next`, the offset to be read next.
 fn is_past_log_end_of(next: u64, log_end: Option<u64>) -> bool {
