@@ -1049,6 +1049,29 @@ async fn poll_after_direct_changes(env: Env) {
     }
 }
 
+/// A named consumer's subscription with a 1 s heartbeat, once its first
+/// heartbeat says it is idle.
+async fn idle_subscription(
+    gateway: &TestGateway,
+    env: &Env,
+    stream: &str,
+    topic: &str,
+) -> Subscription {
+    let mut idle = request(stream, topic, named(&env.unique("r")));
+    idle.heartbeat_interval = Some(prost_types::Duration {
+        seconds: 1,
+        nanos: 0,
+    });
+    let mut subscription = Subscription::open(&mut gateway.messaging(), idle)
+        .await
+        .expect("subscribe");
+    assert!(matches!(
+        subscription.next_quiet_event().await,
+        Event::Heartbeat(_)
+    ));
+    subscription
+}
+
 /// Idle subscriptions, on two partitions and two gateways, receive messages
 /// a native Iggy client sends (no gateway publish wakes them): their topic's
 /// watcher sees the partition ends move.
@@ -1059,21 +1082,7 @@ async fn native_producer(env: Env) {
     let (stream, topic) = new_topic(&env, &first, 2).await;
     let mut subscriptions = Vec::new();
     for gateway in [&first, &first, &second] {
-        let mut messaging = gateway.messaging();
-        let mut idle = request(&stream, &topic, named(&env.unique("r")));
-        idle.heartbeat_interval = Some(prost_types::Duration {
-            seconds: 1,
-            nanos: 0,
-        });
-        let mut subscription = Subscription::open(&mut messaging, idle)
-            .await
-            .expect("subscribe");
-        // Idle: nothing to read yet.
-        assert!(matches!(
-            subscription.next_quiet_event().await,
-            Event::Heartbeat(_)
-        ));
-        subscriptions.push(subscription);
+        subscriptions.push(idle_subscription(gateway, &env, &stream, &topic).await);
     }
     let iggy = sdk_client(&env.iggy.connection_string).await;
     for partition in 0..2 {
@@ -1105,19 +1114,7 @@ async fn topic_changes(env: Env) {
     use iggy::prelude::{Identifier, PartitionClient, TopicClient};
     let gateway = env.gateway().await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
-    let mut messaging = gateway.messaging();
-    let mut idle = request(&stream, &topic, named(&env.unique("r")));
-    idle.heartbeat_interval = Some(prost_types::Duration {
-        seconds: 1,
-        nanos: 0,
-    });
-    let mut subscription = Subscription::open(&mut messaging, idle)
-        .await
-        .expect("subscribe");
-    assert!(matches!(
-        subscription.next_quiet_event().await,
-        Event::Heartbeat(_)
-    ));
+    let mut subscription = idle_subscription(&gateway, &env, &stream, &topic).await;
     let iggy = sdk_client(&env.iggy.connection_string).await;
     let (stream_id, topic_id) = (
         Identifier::named(&stream).expect("id"),
