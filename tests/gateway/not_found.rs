@@ -47,6 +47,8 @@ enum Rpc {
     PublishEventBatch,
     Subscribe,
     SubscribeGroup,
+    Consume,
+    ConsumeGroup,
     Poll,
     PollGroup,
     Ack,
@@ -68,7 +70,7 @@ enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 30] = [
+    const ALL: [Rpc; 32] = [
         Rpc::GetStream,
         Rpc::UpdateStream,
         Rpc::DeleteStream,
@@ -81,6 +83,8 @@ impl Rpc {
         Rpc::PublishEventBatch,
         Rpc::Subscribe,
         Rpc::SubscribeGroup,
+        Rpc::Consume,
+        Rpc::ConsumeGroup,
         Rpc::Poll,
         Rpc::PollGroup,
         Rpc::Ack,
@@ -119,6 +123,7 @@ impl Rpc {
             Rpc::Publish
                 | Rpc::PublishBatch
                 | Rpc::Subscribe
+                | Rpc::Consume
                 | Rpc::Poll
                 | Rpc::Ack
                 | Rpc::GetConsumerOffset
@@ -131,6 +136,7 @@ impl Rpc {
         matches!(
             self,
             Rpc::SubscribeGroup
+                | Rpc::ConsumeGroup
                 | Rpc::PollGroup
                 | Rpc::AckGroup
                 | Rpc::GetConsumerGroup
@@ -288,6 +294,30 @@ async fn call(clients: &mut Clients, rpc: Rpc, names: &Names) -> Result<(), Stat
                     consumer: Some(consumer),
                     ..Default::default()
                 })
+                .await?
+                .into_inner();
+            stream.message().await.map(drop)
+        }
+        Rpc::Consume | Rpc::ConsumeGroup => {
+            let (consumer, partition_id) = if rpc == Rpc::Consume {
+                (named("reader"), Some(partition))
+            } else {
+                (group(&group_name), None)
+            };
+            let start = proto::ConsumeRequest {
+                kind: Some(proto::consume_request::Kind::Start(proto::ConsumeStart {
+                    subscription: Some(proto::SubscribeRequest {
+                        stream,
+                        topic,
+                        partition_id,
+                        consumer: Some(consumer),
+                        ..Default::default()
+                    }),
+                    initial_credit: None,
+                })),
+            };
+            let mut stream = messaging
+                .consume(tokio_stream::iter([start]))
                 .await?
                 .into_inner();
             stream.message().await.map(drop)
