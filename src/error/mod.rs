@@ -107,6 +107,12 @@ pub enum GatewayError {
         /// The configured maximum.
         limit: usize,
     },
+    /// Too many subscriptions were opening for this one to get its turn.
+    #[error("{opening} subscriptions are opening their Iggy connections; retry shortly")]
+    SubscriptionsOpening {
+        /// How many open at once.
+        opening: usize,
+    },
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect (with your resume token) elsewhere or later")]
     ShuttingDown,
@@ -209,9 +215,10 @@ impl GatewayError {
             Self::ShuttingDown | Self::PurgePending { .. } => Code::Unavailable,
             Self::Unauthenticated { .. } | Self::LockedOut { .. } => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
-            Self::RateLimited { .. } | Self::OverRateBurst { .. } | Self::Overloaded { .. } => {
-                Code::ResourceExhausted
-            }
+            Self::RateLimited { .. }
+            | Self::OverRateBurst { .. }
+            | Self::Overloaded { .. }
+            | Self::SubscriptionsOpening { .. } => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -241,6 +248,7 @@ impl GatewayError {
             Self::RateLimited { .. } => "RATE_LIMITED".into(),
             Self::OverRateBurst { .. } => "BATCH_OVER_RATE_BURST".into(),
             Self::Overloaded { .. } => "GATEWAY_OVERLOADED".into(),
+            Self::SubscriptionsOpening { .. } => "SUBSCRIPTIONS_OPENING".into(),
             Self::Internal(_) => "INTERNAL".into(),
         }
     }
@@ -295,7 +303,9 @@ impl GatewayError {
             | Self::ShuttingDown
             | Self::PurgePending { .. }
             | Self::TooManySubscriptions { .. } => Some(UNAVAILABLE_RETRY_AFTER),
-            Self::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
+            Self::Overloaded { .. } | Self::SubscriptionsOpening { .. } => {
+                Some(OVERLOADED_RETRY_AFTER)
+            }
             Self::InvalidArgument { .. }
             | Self::MalformedRequest(_)
             | Self::RequestTooLarge { .. }

@@ -60,6 +60,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             |env| Box::pin(topic_changes(env)),
         ),
         (
+            "subscribe::a_burst_of_subscribes_opens_without_flipping_health",
+            |env| Box::pin(burst(env)),
+        ),
+        (
             "subscribe::idle_subscribers_get_messages_from_a_native_producer",
             |env| Box::pin(native_producer(env)),
         ),
@@ -1157,4 +1161,49 @@ async fn topic_changes(env: Env) {
             other => panic!("expected the stream to end, got {other:?}"),
         }
     }
+}
+
+/// 200 Subscribe calls at once: each opens (they take turns to log in to
+/// Iggy) or is refused with a RetryInfo, and health never leaves SERVING.
+async fn burst(env: Env) {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let mut health = gateway
+        .health()
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch health")
+        .into_inner();
+    let first = health.message().await.expect("health").expect("status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let opens = (0..200).map(|index| {
+        let mut messaging = gateway.messaging();
+        let subscribe = request(&stream, &topic, named(&format!("burst-{index}")));
+        async move { Subscription::open(&mut messaging, subscribe).await }
+    });
+    let results = futures_util::future::join_all(opens).await;
+    let mut opened = Vec::new();
+    for result in results {
+        match result {
+            Ok(subscription) => opened.push(subscription),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_eq!(
+                    error_reason(&status).as_deref(),
+                    Some("SUBSCRIPTIONS_OPENING"),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    assert!(opened.len() >= 100, "only {} of 200 opened", opened.len());
+    // Health sent nothing since: it stayed SERVING.
+    let changed = tokio::time::timeout(std::time::Duration::from_millis(1), health.message()).await;
+    assert!(
+        changed.is_err(),
+        "health changed during the burst: {changed:?}"
+    );
 }

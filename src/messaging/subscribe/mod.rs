@@ -81,6 +81,8 @@ pub struct Subscriptions {
     pool: IggyPool,
     limits: SubscribeLimits,
     slots: Arc<Semaphore>,
+    /// Turns to open an Iggy connection (see `SubscribeLimits::max_opening`).
+    opening: Semaphore,
     acks: Arc<Mutex<HashMap<String, mpsc::Sender<AckCommand>>>>,
     shutdown: watch::Receiver<bool>,
     wakeups: Arc<Wakeups>,
@@ -101,6 +103,7 @@ impl Subscriptions {
             watches: TopicWatches::new(pool.clone(), limits.max_idle_backoff),
             pool,
             slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            opening: Semaphore::new(limits.max_opening.max(1)),
             limits,
             acks: Arc::default(),
             shutdown,
@@ -135,7 +138,15 @@ impl Subscriptions {
                 limit: self.limits.max_subscriptions,
             }
         })?;
-        let reader = Reader::open(self.pool.target(), spec.clone()).await?;
+        let reader = {
+            let turn = tokio::time::timeout(self.limits.opening_wait, self.opening.acquire())
+                .await
+                .map_err(|_| GatewayError::SubscriptionsOpening {
+                    opening: self.limits.max_opening,
+                })?;
+            let _turn = turn.map_err(|_| GatewayError::ShuttingDown)?;
+            Reader::open(self.pool.target(), spec.clone()).await?
+        };
         let wakeup = Arc::new(Notify::new());
         self.wakeups.register(&reader.wakeup_keys, &wakeup);
 

@@ -59,6 +59,13 @@ pub struct SubscribeLimits {
     pub buffered_batches: usize,
     /// Most concurrent subscriptions.
     pub max_subscriptions: usize,
+    /// Most subscriptions opening their Iggy connection at once: Iggy queues
+    /// only so many logins, and a burst past it made logins fail and the
+    /// pool's connections look lost.
+    pub max_opening: usize,
+    /// How long a Subscribe waits for its turn to open before it is refused
+    /// with RESOURCE_EXHAUSTED and a RetryInfo.
+    pub opening_wait: Duration,
 }
 
 impl Default for SubscribeLimits {
@@ -74,6 +81,8 @@ impl Default for SubscribeLimits {
             max_idle_backoff: Duration::from_millis(50),
             buffered_batches: 4,
             max_subscriptions: 1_000,
+            max_opening: 8,
+            opening_wait: Duration::from_secs(10),
         }
     }
 }
