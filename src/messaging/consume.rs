@@ -5,7 +5,10 @@
 //! every ack's result is sent back between the deliveries.
 
 use crate::{
-    edge::{Principal, StreamRef, access},
+    edge::{
+        Principal,
+        access::{self, NamesStream},
+    },
     error::GatewayError,
     messaging::subscribe::{Credit, Grant, SessionAcks, Subscriptions},
     proto::{self, AckOutcome, consume_request, consume_response},
@@ -43,7 +46,7 @@ pub async fn consume(
     let subscription = start
         .subscription
         .ok_or_else(|| GatewayError::invalid("start.subscription", "is required").into_status())?;
-    access::check_stream(principal, stream_of(&subscription)).map_err(GatewayError::into_status)?;
+    access::check_stream(principal, subscription.stream()).map_err(GatewayError::into_status)?;
     let (credit, grants) = match start.initial_credit {
         Some(initial) if initial.messages == 0 => {
             return Err(GatewayError::invalid(
@@ -149,13 +152,5 @@ fn unsupported(partition_id: u32, offset: u64, what: &str) -> proto::AckResult {
         outcome: AckOutcome::Unsupported as i32,
         reason: "UNSUPPORTED".into(),
         message: format!("a {what} is not served yet"),
-    }
-}
-
-/// The stream a subscription names, for the access check.
-fn stream_of(subscription: &proto::SubscribeRequest) -> Option<StreamRef<'_>> {
-    match subscription.stream.as_ref()?.kind.as_ref()? {
-        proto::resource_id::Kind::Name(name) => Some(StreamRef::Name(name)),
-        proto::resource_id::Kind::Id(id) => Some(StreamRef::Id(*id)),
     }
 }

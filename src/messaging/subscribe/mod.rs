@@ -51,8 +51,9 @@ use tracing::info;
 pub type SubscribeStream =
     Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send + 'static>>;
 
-/// Where one subscription's acks go, for a caller that holds it (a Consume
-/// stream acks without going through the registry).
+/// Where one subscription's acks go: kept in the registry for Ack calls,
+/// and held by a Consume stream, which acks without the registry.
+#[derive(Clone)]
 pub struct SessionAcks(mpsc::Sender<AckCommand>);
 
 impl SessionAcks {
@@ -83,7 +84,7 @@ pub struct Subscriptions {
     slots: Arc<Semaphore>,
     /// Turns to open an Iggy connection (see `SubscribeLimits::max_opening`).
     opening: Semaphore,
-    acks: Arc<Mutex<HashMap<String, mpsc::Sender<AckCommand>>>>,
+    acks: Arc<Mutex<HashMap<String, SessionAcks>>>,
     shutdown: watch::Receiver<bool>,
     wakeups: Arc<Wakeups>,
     watches: TopicWatches,
@@ -172,7 +173,8 @@ impl Subscriptions {
             }
         };
         let id = session.id().to_owned();
-        self.lock_acks().insert(id.clone(), acks_tx.clone());
+        let acks = SessionAcks(acks_tx);
+        self.lock_acks().insert(id.clone(), acks.clone());
         let registry = Arc::clone(&self.acks);
         tokio::spawn(async move {
             info!(subscription = %id, "subscription started");
@@ -193,7 +195,7 @@ impl Subscriptions {
             }
             item.response
         });
-        Ok((Box::pin(stream), SessionAcks(acks_tx)))
+        Ok((Box::pin(stream), acks))
     }
 
     /// Acknowledges `offset` of `partition` on a live manual-ack
@@ -208,25 +210,15 @@ impl Subscriptions {
         let not_found = || GatewayError::SubscriptionNotFound(subscription_id.to_owned());
         let reference = SubscriptionRef::decode(subscription_id).ok_or_else(not_found)?;
         access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
-        let Some(sender) = self.lock_acks().get(subscription_id).cloned() else {
-            return self
-                .ack_elsewhere(&reference, partition, offset)
-                .await
-                .map_err(|error| match error {
-                    GatewayError::SubscriptionNotFound(_) => not_found(),
-                    error => error,
-                });
+        let local = self.lock_acks().get(subscription_id).cloned();
+        let acked = match local {
+            Some(acks) => acks.ack(partition, offset).await,
+            None => self.ack_elsewhere(&reference, partition, offset).await,
         };
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(AckCommand {
-                partition,
-                offset,
-                reply,
-            })
-            .await
-            .map_err(|_| not_found())?;
-        answer.await.map_err(|_| not_found())?
+        acked.map_err(|error| match error {
+            GatewayError::SubscriptionNotFound(_) => not_found(),
+            error => error,
+        })
     }
 
     /// An Ack for a subscription another replica holds: while its Iggy
@@ -340,7 +332,7 @@ impl Subscriptions {
         }
     }
 
-    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<AckCommand>>> {
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionAcks>> {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -2,7 +2,7 @@
 //! two group members never share one), group membership, the partitions it
 //! reads, polls by offset and stored offsets.
 
-use super::{spec::Spec, wakeups};
+use super::{spec::Spec, topic_watch::log_ends, wakeups};
 use crate::{
     error::{GatewayError, not_found},
     iggy::IggyTarget,
@@ -271,12 +271,7 @@ impl Reader {
             .ok_or_else(|| {
                 IggyError::TopicIdNotFound(self.spec.topic.clone(), self.spec.stream.clone())
             })?;
-        Ok(details
-            .partitions
-            .iter()
-            .find(|details| details.id == partition)
-            .filter(|details| details.messages_count > 0)
-            .map(|details| details.current_offset))
+        Ok(log_ends(&details).get(&partition).copied().flatten())
     }
 
     /// Reads up to `count` messages of `partition`; never commits by itself.

@@ -380,7 +380,6 @@ impl Session {
         let responses = self.wiring.responses.clone();
         let wakeup = Arc::clone(&self.wiring.wakeup);
         let changes_only = self.news_seen;
-        let mut ends = self.ends.clone();
         let woken = tokio::select! {
             () = tokio::time::sleep_until(until) => false,
             () = wakeup.notified() => true,
@@ -398,12 +397,11 @@ impl Session {
                 }
                 true
             }
-            () = news_in(&mut ends, news, changes_only) => {
+            () = news_in(&mut self.ends, news, changes_only) => {
                 self.news_seen = true;
                 true
             }
         };
-        self.ends = ends;
         if Instant::now() >= heartbeat_due {
             self.heartbeat();
         }
@@ -443,7 +441,7 @@ impl Session {
     /// from the ones it reads (or the topic is gone).
     fn partitions_moved(&self) -> bool {
         match &*self.ends.borrow() {
-            Some(ends) => self.partitions_expected().differs(ends),
+            Some(ends) => partitions_differ(ends, self.spec.partition.is_some(), &self.partitions),
             None => false,
         }
     }
@@ -883,9 +881,20 @@ enum Expected {
 impl Expected {
     fn differs(&self, ends: &LogEnds) -> bool {
         match self {
-            Self::Some => ends.is_empty(),
-            Self::Exactly(partitions) => !ends.keys().eq(partitions.iter()),
+            Self::Some => partitions_differ(ends, true, &[]),
+            Self::Exactly(partitions) => partitions_differ(ends, false, partitions),
         }
+    }
+}
+
+/// Whether a topic's partitions (`ends`) differ from what a named consumer
+/// reads: with `explicit`, the one partition it asked for, so only a topic
+/// with none (gone) differs; else exactly `partitions`.
+fn partitions_differ(ends: &LogEnds, explicit: bool, partitions: &[u32]) -> bool {
+    if explicit {
+        ends.is_empty()
+    } else {
+        !ends.keys().eq(partitions.iter())
     }
 }
 

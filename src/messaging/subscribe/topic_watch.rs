@@ -7,7 +7,7 @@
 //! client) are found.
 
 use crate::{iggy::IggyPool, metrics};
-use iggy::prelude::{Identifier, TopicClient};
+use iggy::prelude::{Identifier, TopicClient, TopicDetails};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, PoisonError, Weak},
@@ -82,6 +82,15 @@ impl TopicWatches {
     }
 }
 
+/// The partition ends a topic's details give.
+pub fn log_ends(details: &TopicDetails) -> LogEnds {
+    details
+        .partitions
+        .iter()
+        .map(|p| (p.id, (p.messages_count > 0).then_some(p.current_offset)))
+        .collect()
+}
+
 async fn run(
     pool: IggyPool,
     stream_id: u32,
@@ -103,13 +112,7 @@ async fn run(
             .call(move |client| async move { client.get_topic(&stream, &topic).await })
             .await;
         let ends: Option<LogEnds> = match read {
-            Ok(Some(details)) => Some(
-                details
-                    .partitions
-                    .iter()
-                    .map(|p| (p.id, (p.messages_count > 0).then_some(p.current_offset)))
-                    .collect(),
-            ),
+            Ok(Some(details)) => Some(log_ends(&details)),
             // The topic is gone: no partitions, so its subscriptions look
             // again and end.
             Ok(None) => Some(LogEnds::new()),
