@@ -79,6 +79,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             |env| Box::pin(purged(env)),
         ),
         (
+            "subscribe::an_idle_subscriber_meets_a_purge_and_a_native_producer",
+            |env| Box::pin(purged_then_native(env)),
+        ),
+        (
             "subscribe::acks_of_purged_messages_succeed_and_free_room",
             |env| Box::pin(purged_manual(env)),
         ),
@@ -940,6 +944,24 @@ async fn purged(env: Env) {
     until_stored(&mut admin, &stream, &topic, named(&reader), 0, 2).await;
 }
 
+/// As above, but the new messages come from a native producer, so no
+/// gateway publish wakes the idle subscription: its topic's watcher shows a
+/// log shorter than its position, it reads again, and continues.
+async fn purged_then_native(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let mut subscription = idle_subscription(&gateway, &env, &stream, &topic).await;
+    fill(&gateway, &stream, &topic, 1, 5, "old").await;
+    assert_eq!(subscription.take(5).await.len(), 5);
+    purge_topic(&mut gateway.admin(), &stream, &topic).await;
+    let iggy = sdk_client(&env.iggy.connection_string).await;
+    for index in 0..3 {
+        send_direct(&iggy, &stream, &topic, 0, &format!("new-{index}")).await;
+    }
+    let got = subscription.take(3).await;
+    assert_eq!(payloads(&got), vec!["new-0", "new-1", "new-2"]);
+}
+
 /// Acknowledging messages that a purge removed since their delivery
 /// succeeds (nothing is left to store) and frees their flow-control room;
 /// Iggy refuses the offset itself, which must not end the subscription.
@@ -985,9 +1007,7 @@ async fn purged_manual(env: Env) {
 /// yet a partition added directly in Iggy is polled at once, and a topic
 /// deleted there answers NOT_FOUND naming the topic.
 async fn poll_after_direct_changes(env: Env) {
-    use iggy::prelude::{
-        Identifier, IggyMessage, MessageClient, PartitionClient, Partitioning, TopicClient,
-    };
+    use iggy::prelude::{Identifier, PartitionClient, TopicClient};
     let gateway = env.gateway().await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     let mut messaging = gateway.messaging();
@@ -1015,20 +1035,7 @@ async fn poll_after_direct_changes(env: Env) {
     iggy.create_partitions(&stream_id, &topic_id, 1)
         .await
         .expect("add a partition directly");
-    let mut messages = vec![
-        IggyMessage::builder()
-            .payload(Bytes::from_static(b"on the new partition"))
-            .build()
-            .expect("message"),
-    ];
-    iggy.send_messages(
-        &stream_id,
-        &topic_id,
-        &Partitioning::partition_id(1),
-        &mut messages,
-    )
-    .await
-    .expect("send directly");
+    send_direct(&iggy, &stream, &topic, 1, "on the new partition").await;
     let polled = messaging
         .poll(request(Some(1)))
         .await
@@ -1080,7 +1087,6 @@ async fn idle_subscription(
 /// a native Iggy client sends (no gateway publish wakes them): their topic's
 /// watcher sees the partition ends move.
 async fn native_producer(env: Env) {
-    use iggy::prelude::{Identifier, IggyMessage, MessageClient, Partitioning};
     let first = env.gateway().await;
     let second = env.gateway().await;
     let (stream, topic) = new_topic(&env, &first, 2).await;
@@ -1090,20 +1096,14 @@ async fn native_producer(env: Env) {
     }
     let iggy = sdk_client(&env.iggy.connection_string).await;
     for partition in 0..2 {
-        let mut messages = vec![
-            IggyMessage::builder()
-                .payload(Bytes::from(format!("native-{partition}")))
-                .build()
-                .expect("message"),
-        ];
-        iggy.send_messages(
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            &Partitioning::partition_id(partition),
-            &mut messages,
+        send_direct(
+            &iggy,
+            &stream,
+            &topic,
+            partition,
+            &format!("native-{partition}"),
         )
-        .await
-        .expect("send directly");
+        .await;
     }
     for subscription in &mut subscriptions {
         let mut got = payloads(&subscription.take(2).await);
@@ -1127,21 +1127,7 @@ async fn topic_changes(env: Env) {
     iggy.create_partitions(&stream_id, &topic_id, 1)
         .await
         .expect("add a partition directly");
-    let mut messages = vec![
-        iggy::prelude::IggyMessage::builder()
-            .payload(Bytes::from_static(b"on the new partition"))
-            .build()
-            .expect("message"),
-    ];
-    iggy::prelude::MessageClient::send_messages(
-        &iggy,
-        &stream_id,
-        &topic_id,
-        &iggy::prelude::Partitioning::partition_id(1),
-        &mut messages,
-    )
-    .await
-    .expect("send to the new partition");
+    send_direct(&iggy, &stream, &topic, 1, "on the new partition").await;
     let got = subscription.take(1).await;
     assert_eq!(
         (got[0].partition_id, payloads(&got)),
@@ -1206,4 +1192,30 @@ async fn burst(env: Env) {
         changed.is_err(),
         "health changed during the burst: {changed:?}"
     );
+}
+
+/// Sends `payload` to `partition` with the Iggy SDK, as a native producer
+/// would: no gateway publish wakes the subscriptions.
+async fn send_direct(
+    iggy: &iggy::prelude::IggyClient,
+    stream: &str,
+    topic: &str,
+    partition: u32,
+    payload: &str,
+) {
+    use iggy::prelude::{Identifier, IggyMessage, MessageClient, Partitioning};
+    let mut messages = vec![
+        IggyMessage::builder()
+            .payload(Bytes::from(payload.to_owned()))
+            .build()
+            .expect("message"),
+    ];
+    iggy.send_messages(
+        &Identifier::named(stream).expect("id"),
+        &Identifier::named(topic).expect("id"),
+        &Partitioning::partition_id(partition),
+        &mut messages,
+    )
+    .await
+    .expect("send directly");
 }

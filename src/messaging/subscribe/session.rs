@@ -917,7 +917,11 @@ async fn news_in(ends: &mut watch::Receiver<Ends>, wanted: Option<Wanted>, chang
                 .next
                 .iter()
                 .any(|(partition, next)| match (ends.get(partition), next) {
-                    (Some(Some(end)), Some(next)) => end >= next,
+                    // A message at or past the position, or a log now
+                    // shorter than it (purged): either way, read again.
+                    (Some(end), Some(next)) => {
+                        end.is_some_and(|end| end >= *next) || is_past_log_end_of(*next, *end)
+                    }
                     (Some(Some(_)), None) => true,
                     _ => false,
                 })
