@@ -254,6 +254,7 @@ proptest! {
         topic in identifier(),
         consumer in identifier(),
         group in any::<bool>(),
+        manual in any::<bool>(),
         text in prop_oneof![".{0,64}", "[A-Za-z0-9_-]{0,96}"],
     ) {
         let reference = subscribe::SubscriptionRef {
@@ -266,6 +267,7 @@ proptest! {
             } else {
                 iggy::prelude::Consumer::new(consumer)
             },
+            manual,
         };
         prop_assert_eq!(subscribe::SubscriptionRef::decode(&reference.encode()), Some(reference));
         let _ = subscribe::SubscriptionRef::decode(&text);

@@ -1,5 +1,6 @@
-//! Keeps grpc.health.v1 truthful: SERVING only while at least one pooled
-//! connection reaches Iggy and the gateway is not shutting down.
+//! Keeps grpc.health.v1 truthful: SERVING only while both pools (publish and
+//! admin calls; subscriptions) have a connection that reaches Iggy and the
+//! gateway is not shutting down.
 
 use crate::{
     iggy::PoolStatus,
@@ -24,24 +25,27 @@ pub async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
 }
 
-/// Follows the pool status and the shutdown flag until shutdown, updating
+/// Follows the pools' status and the shutdown flag until shutdown, updating
 /// health on every change.
 pub fn track(
     reporter: HealthReporter,
     mut pool: watch::Receiver<PoolStatus>,
+    mut readers: watch::Receiver<PoolStatus>,
     mut shutting_down: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut reported = None;
         loop {
-            let serving = pool.borrow_and_update().is_serving() && !*shutting_down.borrow();
+            let serving = pool.borrow_and_update().is_serving()
+                && readers.borrow_and_update().is_serving()
+                && !*shutting_down.borrow();
             let status = if serving {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
             };
             if reported != Some(status) {
-                info!(?status, pool = ?*pool.borrow(), "health changed");
+                info!(?status, pool = ?*pool.borrow(), subscription_pool = ?*readers.borrow(), "health changed");
                 set_all(&reporter, status).await;
                 reported = Some(status);
             }
@@ -50,6 +54,7 @@ pub fn track(
             }
             tokio::select! {
                 changed = pool.changed() => if changed.is_err() { return },
+                changed = readers.changed() => if changed.is_err() { return },
                 changed = shutting_down.changed() => if changed.is_err() { return },
             }
         }

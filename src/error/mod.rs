@@ -107,6 +107,15 @@ pub enum GatewayError {
         /// The configured maximum.
         limit: usize,
     },
+    /// The gateway already serves its maximum of consumer-group members,
+    /// each of which holds an Iggy connection of its own.
+    #[error(
+        "the gateway serves its maximum of {limit} consumer-group members; retry later or on another replica"
+    )]
+    TooManyGroupMembers {
+        /// The configured maximum.
+        limit: usize,
+    },
     /// Too many subscriptions were opening for this one to get its turn.
     #[error("{opening} subscriptions are opening their Iggy connections; retry shortly")]
     SubscriptionsOpening {
@@ -211,7 +220,9 @@ impl GatewayError {
             Self::OutcomeUnknown { code, .. } => *code,
             Self::SubscriptionNotFound(_) => Code::NotFound,
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
-            Self::TooManySubscriptions { .. } => Code::ResourceExhausted,
+            Self::TooManySubscriptions { .. } | Self::TooManyGroupMembers { .. } => {
+                Code::ResourceExhausted
+            }
             Self::ShuttingDown | Self::PurgePending { .. } => Code::Unavailable,
             Self::Unauthenticated { .. } | Self::LockedOut { .. } => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
@@ -239,6 +250,7 @@ impl GatewayError {
             Self::SubscriptionNotFound(_) => "SUBSCRIPTION_NOT_FOUND".into(),
             Self::FailedPrecondition { reason, .. } => (*reason).into(),
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
+            Self::TooManyGroupMembers { .. } => "TOO_MANY_GROUP_MEMBERS".into(),
             Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
             Self::PurgePending { .. } => "PURGE_PENDING".into(),
             Self::Unauthenticated { reason, .. } | Self::PermissionDenied { reason, .. } => {
@@ -302,7 +314,8 @@ impl GatewayError {
             | Self::OutcomeUnknown { .. }
             | Self::ShuttingDown
             | Self::PurgePending { .. }
-            | Self::TooManySubscriptions { .. } => Some(UNAVAILABLE_RETRY_AFTER),
+            | Self::TooManySubscriptions { .. }
+            | Self::TooManyGroupMembers { .. } => Some(UNAVAILABLE_RETRY_AFTER),
             Self::Overloaded { .. } | Self::SubscriptionsOpening { .. } => {
                 Some(OVERLOADED_RETRY_AFTER)
             }

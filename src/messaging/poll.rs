@@ -18,7 +18,7 @@ use crate::{
     },
     proto,
 };
-use iggy::prelude::{ConsumerOffsetClient, IggyError, MessageClient, PolledMessages};
+use iggy::prelude::IggyError;
 use std::collections::BTreeMap;
 
 /// Serves one Poll call. A named consumer's poll is one Iggy call in steady
@@ -33,11 +33,11 @@ pub async fn poll(
 ) -> Result<proto::PollResponse, GatewayError> {
     let spec = Spec::poll(&request, limits)?;
     if spec.is_group() {
-        let reader = Reader::open(pool.target(), spec.clone()).await?;
+        let reader = Reader::open(pool, spec.clone()).await?;
         let ids = reader.ids;
         let partitions = reader.partitions().await;
         let result = match partitions {
-            Ok((_, partitions)) => read(&ReaderSource(&reader), &spec, ids, partitions).await,
+            Ok((_, partitions)) => read(&reader, &spec, ids, partitions).await,
             Err(error) => Err(error),
         };
         reader.close().await;
@@ -61,9 +61,9 @@ pub async fn poll(
         Some(partition) => vec![partition],
         None => (0..topic.partitions).collect(),
     };
-    let source = PoolSource { pool, spec: &spec };
     let ids = (topic.stream_id, topic.topic_id);
-    match read(&source, &spec, ids, partitions).await {
+    let reader = Reader::over_pool(pool, spec.clone(), ids);
+    match read(&reader, &spec, ids, partitions).await {
         Err(error) if is_not_found(&error) => {
             // The topic or a partition went away: read it afresh next time,
             // and say which, as the request named it.
@@ -78,20 +78,8 @@ pub async fn poll(
     }
 }
 
-/// Where a poll reads from: the pool, or a member's own connection.
-trait Source {
-    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError>;
-    async fn poll(
-        &self,
-        partition: u32,
-        from: ReadFrom,
-        count: u32,
-    ) -> Result<PolledMessages, GatewayError>;
-    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError>;
-}
-
 async fn read(
-    source: &impl Source,
+    source: &Reader,
     spec: &Spec,
     ids: (u32, u32),
     partitions: Vec<u32>,
@@ -147,94 +135,4 @@ async fn read(
         messages,
         resume_token: encode_token(topic_fingerprint, &next),
     })
-}
-
-struct ReaderSource<'a>(&'a Reader);
-
-impl Source for ReaderSource<'_> {
-    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
-        self.0
-            .stored_offset(partition)
-            .await
-            .map_err(GatewayError::from_read)
-    }
-
-    async fn poll(
-        &self,
-        partition: u32,
-        from: ReadFrom,
-        count: u32,
-    ) -> Result<PolledMessages, GatewayError> {
-        self.0
-            .poll(partition, from, count)
-            .await
-            .map_err(GatewayError::from_read)
-    }
-
-    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
-        self.0
-            .commit(partition, offset)
-            .await
-            .map_err(GatewayError::from_read)
-    }
-}
-
-struct PoolSource<'a> {
-    pool: &'a IggyPool,
-    spec: &'a Spec,
-}
-
-impl Source for PoolSource<'_> {
-    async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
-        let spec = self.spec.clone();
-        self.pool
-            .call(move |client| async move {
-                let stored = client
-                    .get_consumer_offset(&spec.consumer, &spec.stream, &spec.topic, Some(partition))
-                    .await?;
-                Ok(stored.map(|info| info.stored_offset))
-            })
-            .await
-    }
-
-    async fn poll(
-        &self,
-        partition: u32,
-        from: ReadFrom,
-        count: u32,
-    ) -> Result<PolledMessages, GatewayError> {
-        let spec = self.spec.clone();
-        self.pool
-            .call(move |client| async move {
-                client
-                    .poll_messages(
-                        &spec.stream,
-                        &spec.topic,
-                        Some(partition),
-                        &spec.consumer,
-                        &from.strategy(),
-                        from.count(count),
-                        false,
-                    )
-                    .await
-            })
-            .await
-    }
-
-    async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
-        let spec = self.spec.clone();
-        self.pool
-            .call(move |client| async move {
-                client
-                    .store_consumer_offset(
-                        &spec.consumer,
-                        &spec.stream,
-                        &spec.topic,
-                        Some(partition),
-                        offset,
-                    )
-                    .await
-            })
-            .await
-    }
 }

@@ -10,7 +10,7 @@ use crate::{
         tls::{self, TlsError},
     },
     health,
-    iggy::{IggyPool, IggyTarget, TargetError},
+    iggy::{IggyPool, IggyTarget, PoolOptions, TargetError},
     layers::{
         AuthLayer, Authenticator, CallContextLayer, CallLogLayer, ErrorDetailsLayer, LoadShedLayer,
         RateLimitLayer,
@@ -113,7 +113,14 @@ pub async fn serve(
         pool_size = config.pool.size,
         "starting"
     );
-    let pool = IggyPool::start(target, config.pool.clone());
+    let pool = IggyPool::start(target.clone(), config.pool.clone());
+    let readers = IggyPool::start(
+        target.clone(),
+        PoolOptions {
+            size: config.subscribe.read_connections,
+            ..config.pool.clone()
+        },
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::set_all(&health_reporter, ServingStatus::NotServing).await;
@@ -121,6 +128,7 @@ pub async fn serve(
     let health_task = health::track(
         health_reporter.clone(),
         pool.watch_status(),
+        readers.watch_status(),
         shutting_down_rx.clone(),
     );
 
@@ -136,6 +144,7 @@ pub async fn serve(
     let wakeups = Arc::new(Wakeups::default());
     let subscriptions = Arc::new(Subscriptions::new(
         pool.clone(),
+        readers.clone(),
         config.subscribe.clone(),
         shutting_down_rx.clone(),
         Arc::clone(&wakeups),
@@ -199,6 +208,7 @@ pub async fn serve(
     tokio::select! {
         result = &mut server => {
             pool.close();
+            readers.close();
             stop_metrics(metrics_endpoint).await;
             return result.map_err(ServeError::from);
         }
@@ -219,6 +229,7 @@ pub async fn serve(
         }
     };
     pool.close();
+    readers.close();
     pool_metrics.abort();
     stop_metrics(metrics_endpoint).await;
     info!("stopped");

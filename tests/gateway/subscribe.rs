@@ -568,7 +568,23 @@ async fn ack_none(env: Env) {
         Code::FailedPrecondition,
     );
     assert_eq!(error_reason(&status).as_deref(), Some("NOT_MANUAL_ACK"));
+    // The id says so on any replica, and after the stream ended.
+    let other = env.gateway().await;
+    let id = subscription.id.clone();
     drop(subscription);
+    let elsewhere = expect_code(
+        other
+            .messaging()
+            .ack(proto::AckRequest {
+                subscription_id: id,
+                partition_id: 0,
+                offset: 1,
+                ..Default::default()
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(error_reason(&elsewhere).as_deref(), Some("NOT_MANUAL_ACK"));
     let again = Subscription::open(&mut gateway.messaging(), none)
         .await
         .expect("again")
@@ -1149,8 +1165,11 @@ async fn topic_changes(env: Env) {
     }
 }
 
-/// 200 Subscribe calls at once: each opens (they take turns to log in to
-/// Iggy) or is refused with a RetryInfo, and health never leaves SERVING.
+/// 180 named consumers' Subscribe calls at once all open (they need no Iggy
+/// connection of their own); then 64 consumer-group members at once each
+/// open (taking turns to log in to Iggy) or are refused with a RetryInfo;
+/// health never leaves SERVING. (All on one HTTP/2 connection, which takes
+/// 256 streams at once.)
 async fn burst(env: Env) {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     let gateway = env.gateway().await;
@@ -1165,16 +1184,34 @@ async fn burst(env: Env) {
         .into_inner();
     let first = health.message().await.expect("health").expect("status");
     assert_eq!(first.status(), ServingStatus::Serving);
-    let opens = (0..200).map(|index| {
-        let mut messaging = gateway.messaging();
-        let subscribe = request(&stream, &topic, named(&format!("burst-{index}")));
-        async move { Subscription::open(&mut messaging, subscribe).await }
-    });
-    let results = futures_util::future::join_all(opens).await;
+    let open_all = |requests: Vec<proto::SubscribeRequest>| {
+        futures_util::future::join_all(requests.into_iter().map(|subscribe| {
+            let mut messaging = gateway.messaging();
+            async move { Subscription::open(&mut messaging, subscribe).await }
+        }))
+    };
+    let named_requests = (0..180)
+        .map(|index| request(&stream, &topic, named(&format!("burst-{index}"))))
+        .collect();
     let mut opened = Vec::new();
-    for result in results {
+    for result in open_all(named_requests).await {
+        opened.push(result.expect("a named consumer opens"));
+    }
+    let group_name = env.unique("burst-group");
+    let member_requests = (0..64)
+        .map(|_| {
+            let mut member = request(&stream, &topic, group(&group_name));
+            member.create_group = true;
+            member
+        })
+        .collect();
+    let mut members = 0;
+    for result in open_all(member_requests).await {
         match result {
-            Ok(subscription) => opened.push(subscription),
+            Ok(subscription) => {
+                members += 1;
+                opened.push(subscription);
+            }
             Err(status) => {
                 assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
                 assert_eq!(
@@ -1185,7 +1222,7 @@ async fn burst(env: Env) {
             }
         }
     }
-    assert!(opened.len() >= 100, "only {} of 200 opened", opened.len());
+    assert!(members >= 32, "only {members} of 64 members opened");
     // Health sent nothing since: it stayed SERVING.
     let changed = tokio::time::timeout(std::time::Duration::from_millis(1), health.message()).await;
     assert!(

@@ -90,10 +90,23 @@ pub struct Args {
     #[arg(long, env = "IGGY_GRPC_PARTITION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub partition_cache_ttl: Duration,
 
-    /// Most concurrent Subscribe streams; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IGGY_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 1000,
+    /// Most concurrent Subscribe and Consume streams; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IGGY_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_subscriptions: u64,
+
+    /// Most concurrent consumer-group members among them: each holds an Iggy
+    /// connection of its own (named consumers share the subscription pool).
+    #[arg(long, env = "IGGY_GRPC_MAX_GROUP_MEMBERS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_group_members: u64,
+
+    /// Iggy connections the named consumers' reads and the topic watchers
+    /// share (the subscription pool, apart from the publish/admin pool).
+    #[arg(long, env = "IGGY_GRPC_SUBSCRIBE_CONNECTIONS", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub subscribe_connections: u64,
 
     /// Longest pause between reads of an idle topic's partition ends, one
     /// watcher per topic for all its idle subscriptions (bounds the topic's
@@ -235,6 +248,8 @@ impl Args {
             },
             subscribe: SubscribeLimits {
                 max_subscriptions: to_usize(self.max_subscriptions),
+                max_group_members: to_usize(self.max_group_members),
+                read_connections: to_usize(self.subscribe_connections),
                 max_idle_backoff: self.idle_poll_backoff.max(Duration::from_millis(1)),
                 default_heartbeat: self.heartbeat_interval.clamp(
                     subscribe_defaults.min_heartbeat,

@@ -1,8 +1,10 @@
 //! Subscribe and Ack: resumable, flow-controlled server-streaming delivery.
 //!
-//! Every subscription runs in its own task on its own Iggy connection (never
-//! the publish/admin pool, never shared with another group member). It reads
-//! explicit partitions by offset, so the gateway knows each position exactly:
+//! Every subscription runs in its own task. A named consumer reads over the
+//! replica's subscription pool (connections apart from the publish/admin
+//! pool, shared by all named consumers); a consumer-group member on a
+//! connection of its own, as Iggy requires. It reads explicit partitions by
+//! offset, so the gateway knows each position exactly:
 //! every batch and heartbeat carries a resume token, auto-ack commits happen
 //! when the transport takes a batch, manual-ack commits only on Ack.
 
@@ -79,9 +81,14 @@ const ACK_QUEUE: usize = 64;
 
 /// The live subscriptions of this gateway.
 pub struct Subscriptions {
+    /// The publish/admin pool: acks taken for other replicas' streams.
     pool: IggyPool,
+    /// The subscription pool: named consumers' reads, topic watchers.
+    readers: IggyPool,
     limits: SubscribeLimits,
     slots: Arc<Semaphore>,
+    /// Consumer-group members' share of the slots.
+    member_slots: Arc<Semaphore>,
     /// Turns to open an Iggy connection (see `SubscribeLimits::max_opening`).
     opening: Semaphore,
     acks: Arc<Mutex<HashMap<String, SessionAcks>>>,
@@ -91,19 +98,23 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    /// Subscriptions connecting where `pool` does (each on a connection of
-    /// its own), within `limits`, ending when `shutdown` turns true;
-    /// `wakeups` is shared with the publisher.
+    /// Subscriptions reading over `readers` (group members each on a
+    /// connection of their own, made where `readers` connects), storing acks
+    /// for other replicas over `pool`, within `limits`, ending when
+    /// `shutdown` turns true; `wakeups` is shared with the publisher.
     pub fn new(
         pool: IggyPool,
+        readers: IggyPool,
         limits: SubscribeLimits,
         shutdown: watch::Receiver<bool>,
         wakeups: Arc<Wakeups>,
     ) -> Self {
         Self {
-            watches: TopicWatches::new(pool.clone(), limits.max_idle_backoff),
+            watches: TopicWatches::new(readers.clone(), limits.max_idle_backoff),
             pool,
+            readers,
             slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            member_slots: Arc::new(Semaphore::new(limits.max_group_members)),
             opening: Semaphore::new(limits.max_opening.max(1)),
             limits,
             acks: Arc::default(),
@@ -139,14 +150,27 @@ impl Subscriptions {
                 limit: self.limits.max_subscriptions,
             }
         })?;
-        let reader = {
+        let member_slot = if spec.is_group() {
+            let slot = Arc::clone(&self.member_slots)
+                .try_acquire_owned()
+                .map_err(|_| GatewayError::TooManyGroupMembers {
+                    limit: self.limits.max_group_members,
+                })?;
+            Some(slot)
+        } else {
+            None
+        };
+        let reader = if spec.is_group() {
+            // A member logs in on a connection of its own: paced.
             let turn = tokio::time::timeout(self.limits.opening_wait, self.opening.acquire())
                 .await
                 .map_err(|_| GatewayError::SubscriptionsOpening {
                     opening: self.limits.max_opening,
                 })?;
             let _turn = turn.map_err(|_| GatewayError::ShuttingDown)?;
-            Reader::open(self.pool.target(), spec.clone()).await?
+            Reader::open(&self.readers, spec.clone()).await?
+        } else {
+            Reader::open(&self.readers, spec.clone()).await?
         };
         let wakeup = Arc::new(Notify::new());
         self.wakeups.register(&reader.wakeup_keys, &wakeup);
@@ -161,7 +185,7 @@ impl Subscriptions {
             shutdown: self.shutdown.clone(),
             wakeup,
             pool: self.pool.clone(),
-            _slot: permit,
+            _slots: (permit, member_slot),
             credit,
             topic_watch: self.watches.watch(reader.ids.0, reader.ids.1),
         };
@@ -221,37 +245,41 @@ impl Subscriptions {
         })
     }
 
-    /// An Ack for a subscription another replica holds: while its Iggy
-    /// connection is there, stores the offset where that replica looks
-    /// (the named consumer's own offset, or the group's ack mailbox), never
-    /// moving it back.
+    /// An Ack for a subscription this replica does not hold (another
+    /// replica's, or one that ended): a named consumer's offset is stored as
+    /// it is, since it belongs to the consumer rather than to one stream; a
+    /// group member's goes to the group's ack mailbox while the member's
+    /// connection is still in the group. Neither moves a stored offset back.
     async fn ack_elsewhere(
         &self,
         reference: &SubscriptionRef,
         partition: u32,
         offset: u64,
     ) -> Result<(), GatewayError> {
-        let client_id = reference.client_id;
-        let holder = self
-            .pool
-            .call(move |client| async move { client.get_client(client_id).await })
-            .await?;
-        let (target, live) = match reference.consumer.kind {
+        if !reference.manual {
+            return Err(not_manual_ack());
+        }
+        let target = match reference.consumer.kind {
             ConsumerKind::ConsumerGroup => {
                 let group_id = reference.consumer.id.get_u32_value()?;
+                let client_id = reference.client_id;
+                let holder = self
+                    .pool
+                    .call(move |client| async move { client.get_client(client_id).await })
+                    .await?;
                 let member = holder.is_some_and(|holder| {
                     holder
                         .consumer_groups
                         .iter()
                         .any(|group| group.group_id == group_id)
                 });
-                (reader::ack_mailbox(group_id)?, member)
+                if !member {
+                    return Err(GatewayError::SubscriptionNotFound(String::new()));
+                }
+                reader::ack_mailbox(group_id)?
             }
-            ConsumerKind::Consumer => (reference.consumer.clone(), holder.is_some()),
+            ConsumerKind::Consumer => reference.consumer.clone(),
         };
-        if !live {
-            return Err(GatewayError::SubscriptionNotFound(String::new()));
-        }
         self.store_ack(
             target,
             &reference.stream,
@@ -320,7 +348,7 @@ impl Subscriptions {
             })
             .await;
         match stored {
-            Err(GatewayError::Iggy(error)) if reader::is_past_log_end(&error) => {
+            Err(error) if reader::is_past_log_end(&error) => {
                 Err(GatewayError::FailedPrecondition {
                     reason: "OFFSET_NOT_DELIVERED",
                     message: format!(
@@ -334,6 +362,15 @@ impl Subscriptions {
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionAcks>> {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The refusal of an Ack for a subscription whose offsets are stored as
+/// they are delivered.
+pub(super) fn not_manual_ack() -> GatewayError {
+    GatewayError::FailedPrecondition {
+        reason: "NOT_MANUAL_ACK",
+        message: "this subscription does not use ACK_MODE_MANUAL; its offsets are not acknowledged by Ack".into(),
     }
 }
 

@@ -1,11 +1,12 @@
-//! The Iggy side of one subscription: its own connection (never shared, so
-//! two group members never share one), group membership, the partitions it
-//! reads, polls by offset and stored offsets.
+//! The Iggy side of one subscription: how it reaches Iggy (a consumer-group
+//! member on a connection of its own, since Iggy ties membership to the
+//! connection; a named consumer over the replica's subscription pool), group
+//! membership, the partitions it reads, polls by offset and stored offsets.
 
 use super::{spec::Spec, topic_watch::log_ends, wakeups};
 use crate::{
     error::{GatewayError, not_found},
-    iggy::IggyTarget,
+    iggy::IggyPool,
 };
 use iggy::prelude::{
     Client, Consumer, ConsumerGroupClient, ConsumerOffsetClient, IdKind, Identifier, IggyClient,
@@ -20,7 +21,7 @@ use iggy_binary_protocol::{
     responses::consumer_groups::SyncConsumerGroupResponse,
 };
 use iggy_common::IggyErrorDiscriminants as E;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use tracing::{debug, warn};
 
 /// How long opening a subscription's connection may take.
@@ -66,44 +67,93 @@ pub fn ack_mailbox(group_id: u32) -> Result<Consumer, IggyError> {
     ))?))
 }
 
-/// One subscription's connection to Iggy.
+/// How a reader reaches Iggy.
+enum Connection {
+    /// A consumer-group member's own connection: Iggy ties membership to it.
+    Own(Arc<IggyClient>),
+    /// The subscription pool, shared by every named consumer of the replica.
+    Shared(IggyPool),
+}
+
+/// One subscription's or poll's way into Iggy: its partitions, polls by
+/// offset and stored offsets.
 pub struct Reader {
-    client: IggyClient,
+    connection: Connection,
     spec: Spec,
     /// The numeric stream and topic ids, for resume tokens.
     pub ids: (u32, u32),
     /// Every way a publisher may name this topic, for wake-ups.
     pub wakeup_keys: Vec<String>,
-    /// Iggy's id of this connection: it lives as long as the subscription.
+    /// A member's Iggy client id: its connection lives as long as the
+    /// subscription (0 for a named consumer, which has none of its own).
     pub client_id: u32,
     /// The numeric id of the group, for a member.
     pub group_id: Option<u32>,
-    member: bool,
 }
 
 impl Reader {
-    /// Connects, resolves the topic, and joins the group for a group member
-    /// (creating the group first when the request asks to).
-    pub async fn open(target: &IggyTarget, spec: Spec) -> Result<Self, GatewayError> {
-        let client = target
-            .connect(CONNECT_TIMEOUT)
-            .await
-            .map_err(|_| GatewayError::IggyUnavailable)?;
-        let stream = client
-            .get_stream(&spec.stream)
-            .await?
-            .ok_or_else(|| not_found::stream(&spec.stream))?;
-        let topic = client
-            .get_topic(&spec.stream, &spec.topic)
-            .await?
-            .ok_or_else(|| not_found::topic(&spec.stream, &spec.topic))?;
-        if let Some(partition) = spec.partition
+    /// Resolves the topic and, for a group member, opens a connection of its
+    /// own and joins the group (creating it first when the request asks to);
+    /// a named consumer reads over `pool`.
+    pub async fn open(pool: &IggyPool, spec: Spec) -> Result<Self, GatewayError> {
+        let connection = if spec.is_group() {
+            let client = pool
+                .target()
+                .connect(CONNECT_TIMEOUT)
+                .await
+                .map_err(|_| GatewayError::IggyUnavailable)?;
+            Connection::Own(Arc::new(client))
+        } else {
+            Connection::Shared(pool.clone())
+        };
+        let mut reader = Self {
+            connection,
+            ids: (0, 0),
+            wakeup_keys: Vec::new(),
+            client_id: 0,
+            group_id: None,
+            spec,
+        };
+        match reader.resolve().await {
+            Ok(()) => Ok(reader),
+            Err(error) => {
+                reader.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// A named consumer's reader over `pool` for a topic whose numeric ids
+    /// are known: no Iggy call, no wake-ups (for a one-off poll).
+    pub fn over_pool(pool: &IggyPool, spec: Spec, ids: (u32, u32)) -> Self {
+        Self {
+            connection: Connection::Shared(pool.clone()),
+            spec,
+            ids,
+            wakeup_keys: Vec::new(),
+            client_id: 0,
+            group_id: None,
+        }
+    }
+
+    async fn resolve(&mut self) -> Result<(), GatewayError> {
+        let (stream_id, topic_id) = (self.spec.stream.clone(), self.spec.topic.clone());
+        let (stream, topic) = self
+            .call(move |client| async move {
+                let stream = client.get_stream(&stream_id).await?;
+                let topic = client.get_topic(&stream_id, &topic_id).await?;
+                Ok((stream, topic))
+            })
+            .await?;
+        let stream = stream.ok_or_else(|| not_found::stream(&self.spec.stream))?;
+        let topic = topic.ok_or_else(|| not_found::topic(&self.spec.stream, &self.spec.topic))?;
+        if let Some(partition) = self.spec.partition
             && partition >= topic.partitions_count
         {
             return Err(GatewayError::Iggy(IggyError::PartitionNotFound(
                 partition as usize,
-                spec.topic.clone(),
-                spec.stream.clone(),
+                self.spec.topic.clone(),
+                self.spec.stream.clone(),
             )));
         }
         let streams = [
@@ -114,89 +164,88 @@ impl Reader {
             Identifier::numeric(topic.id)?,
             Identifier::named(&topic.name)?,
         ];
-        let wakeup_keys = streams
+        self.wakeup_keys = streams
             .iter()
             .flat_map(|s| topics.iter().map(move |t| wakeups::key(s, t)))
             .collect();
-        let client_id = client.get_me().await?.client_id;
-        let mut reader = Self {
-            client,
-            ids: (stream.id, topic.id),
-            wakeup_keys,
-            client_id,
-            group_id: None,
-            member: false,
-            spec,
-        };
-        if reader.spec.is_group() {
-            reader.join().await?;
-            let (stream, topic, group) = (
-                &reader.spec.stream,
-                &reader.spec.topic,
-                &reader.spec.consumer.id,
-            );
-            let details = reader
-                .client
+        self.ids = (stream.id, topic.id);
+        if let Connection::Own(client) = &self.connection {
+            self.client_id = client.get_me().await?.client_id;
+            self.join(Arc::clone(client)).await?;
+            let (stream, topic, group) =
+                (&self.spec.stream, &self.spec.topic, &self.spec.consumer.id);
+            let details = client
                 .get_consumer_group(stream, topic, group)
                 .await?
                 .ok_or_else(|| not_found::consumer_group(topic, group))?;
-            reader.group_id = Some(details.id);
+            self.group_id = Some(details.id);
         }
-        Ok(reader)
+        Ok(())
     }
 
-    async fn join(&mut self) -> Result<(), GatewayError> {
+    async fn join(&self, client: Arc<IggyClient>) -> Result<(), GatewayError> {
         let (stream, topic, group) = (&self.spec.stream, &self.spec.topic, &self.spec.consumer.id);
-        match self.client.join_consumer_group(stream, topic, group).await {
-            Ok(()) => {}
+        match client.join_consumer_group(stream, topic, group).await {
+            Ok(()) => Ok(()),
             Err(error) if self.spec.create_group && is_group_missing(&error) => {
                 let name = group.get_string_value().map_err(GatewayError::Iggy)?;
-                match self
-                    .client
-                    .create_consumer_group(stream, topic, &name)
-                    .await
-                {
+                match client.create_consumer_group(stream, topic, &name).await {
                     Ok(_) => {}
                     // Another member created it in the meantime.
                     Err(error) if E::from(&error) == E::ConsumerGroupNameAlreadyExists => {}
                     Err(error) => return Err(error.into()),
                 }
-                self.client
-                    .join_consumer_group(stream, topic, group)
-                    .await?;
+                Ok(client.join_consumer_group(stream, topic, group).await?)
             }
             // Iggy names a missing group by id, however it was named.
             Err(error) if is_group_missing(&error) => {
-                return Err(not_found::consumer_group(topic, group).into());
+                Err(not_found::consumer_group(topic, group).into())
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => Err(error.into()),
         }
-        self.member = true;
-        Ok(())
+    }
+
+    /// Runs one Iggy call on this reader's connection.
+    async fn call<T, F, Fut>(&self, operation: F) -> Result<T, GatewayError>
+    where
+        F: FnOnce(Arc<IggyClient>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, IggyError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.connection {
+            Connection::Own(client) => operation(Arc::clone(client))
+                .await
+                .map_err(GatewayError::from_read),
+            Connection::Shared(pool) => pool.call(operation).await,
+        }
     }
 
     /// The partitions to read now, with the group's assignment generation
     /// (0 outside a group): the requested partition, every partition of the
     /// topic, or the group's assignment to this member.
     pub async fn partitions(&self) -> Result<(u64, Vec<u32>), GatewayError> {
-        let (stream, topic) = (&self.spec.stream, &self.spec.topic);
-        if self.member {
+        if self.is_member() {
             return self.assignment().await;
         }
         if let Some(partition) = self.spec.partition {
             return Ok((0, vec![partition]));
         }
-        let details = self
-            .client
-            .get_topic(stream, topic)
-            .await?
-            .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
-        Ok((0, (0..details.partitions_count).collect()))
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        let count = self
+            .call(move |client| async move {
+                let details = client
+                    .get_topic(&stream, &topic)
+                    .await?
+                    .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
+                Ok(details.partitions_count)
+            })
+            .await?;
+        Ok((0, (0..count).collect()))
     }
 
     /// True for a consumer-group member.
     pub fn is_member(&self) -> bool {
-        self.member
+        matches!(self.connection, Connection::Own(_))
     }
 
     /// This connection's share of the group, as Iggy's own SDK learns it: a
@@ -212,8 +261,11 @@ impl Reader {
             group_id: wire_id(&self.spec.consumer.id)?,
         };
         let answer = self
-            .client
-            .send_binary_request(SYNC_CONSUMER_GROUP_CODE, request.to_bytes())
+            .call(move |client| async move {
+                client
+                    .send_binary_request(SYNC_CONSUMER_GROUP_CODE, request.to_bytes())
+                    .await
+            })
             .await?;
         if answer.is_empty() {
             return Err(GatewayError::Iggy(IggyError::ConsumerGroupMemberNotFound(
@@ -233,11 +285,13 @@ impl Reader {
     /// The consumer's stored offset in `partition`, if any. For a group,
     /// the higher of the group's own and what members acknowledged through
     /// other replicas ([`ack_mailbox`]).
-    pub async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, IggyError> {
-        let own = self.offset_of(&self.spec.consumer, partition).await?;
+    pub async fn stored_offset(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
+        let own = self
+            .offset_of(self.spec.consumer.clone(), partition)
+            .await?;
         match self.group_id {
             Some(group_id) => {
-                let acked = self.offset_of(&ack_mailbox(group_id)?, partition).await?;
+                let acked = self.offset_of(ack_mailbox(group_id)?, partition).await?;
                 Ok(own.max(acked))
             }
             None => Ok(own),
@@ -246,32 +300,31 @@ impl Reader {
 
     async fn offset_of(
         &self,
-        consumer: &Consumer,
+        consumer: Consumer,
         partition: u32,
-    ) -> Result<Option<u64>, IggyError> {
-        let stored = self
-            .client
-            .get_consumer_offset(
-                consumer,
-                &self.spec.stream,
-                &self.spec.topic,
-                Some(partition),
-            )
-            .await?;
-        Ok(stored.map(|info| info.stored_offset))
+    ) -> Result<Option<u64>, GatewayError> {
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        self.call(move |client| async move {
+            let stored = client
+                .get_consumer_offset(&consumer, &stream, &topic, Some(partition))
+                .await?;
+            Ok(stored.map(|info| info.stored_offset))
+        })
+        .await
     }
 
     /// The offset of the last message of `partition` as the topic's details
     /// give it, a different answer from a poll's (`None`: no messages).
-    pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, IggyError> {
-        let details = self
-            .client
-            .get_topic(&self.spec.stream, &self.spec.topic)
-            .await?
-            .ok_or_else(|| {
-                IggyError::TopicIdNotFound(self.spec.topic.clone(), self.spec.stream.clone())
-            })?;
-        Ok(log_ends(&details).get(&partition).copied().flatten())
+    pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        self.call(move |client| async move {
+            let details = client
+                .get_topic(&stream, &topic)
+                .await?
+                .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
+            Ok(log_ends(&details).get(&partition).copied().flatten())
+        })
+        .await
     }
 
     /// Reads up to `count` messages of `partition`; never commits by itself.
@@ -280,45 +333,58 @@ impl Reader {
         partition: u32,
         from: ReadFrom,
         count: u32,
-    ) -> Result<PolledMessages, IggyError> {
+    ) -> Result<PolledMessages, GatewayError> {
         crate::metrics::count_subscription_poll();
-        self.client
-            .poll_messages(
-                &self.spec.stream,
-                &self.spec.topic,
-                Some(partition),
-                &self.spec.consumer,
-                &from.strategy(),
-                from.count(count),
-                false,
-            )
-            .await
+        let (stream, topic, consumer) = (
+            self.spec.stream.clone(),
+            self.spec.topic.clone(),
+            self.spec.consumer.clone(),
+        );
+        self.call(move |client| async move {
+            client
+                .poll_messages(
+                    &stream,
+                    &topic,
+                    Some(partition),
+                    &consumer,
+                    &from.strategy(),
+                    from.count(count),
+                    false,
+                )
+                .await
+        })
+        .await
     }
 
     /// Stores `offset` as the consumer's position in `partition`.
-    pub async fn commit(&self, partition: u32, offset: u64) -> Result<(), IggyError> {
-        self.client
-            .store_consumer_offset(
-                &self.spec.consumer,
-                &self.spec.stream,
-                &self.spec.topic,
-                Some(partition),
-                offset,
-            )
-            .await
+    pub async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        let (stream, topic, consumer) = (
+            self.spec.stream.clone(),
+            self.spec.topic.clone(),
+            self.spec.consumer.clone(),
+        );
+        self.call(move |client| async move {
+            client
+                .store_consumer_offset(&consumer, &stream, &topic, Some(partition), offset)
+                .await
+        })
+        .await
     }
 
-    /// Leaves the group (for a member) and closes the connection.
+    /// Leaves the group and closes the connection (for a member; a named
+    /// consumer has nothing to release).
     pub async fn close(self) {
-        if self.member
-            && let Err(error) = self
-                .client
+        let Connection::Own(client) = self.connection else {
+            return;
+        };
+        if self.group_id.is_some()
+            && let Err(error) = client
                 .leave_consumer_group(&self.spec.stream, &self.spec.topic, &self.spec.consumer.id)
                 .await
         {
             warn!(%error, "leaving the consumer group failed");
         }
-        if let Err(error) = self.client.shutdown().await {
+        if let Err(error) = client.shutdown().await {
             debug!(%error, "closing a subscription connection");
         }
     }
@@ -344,14 +410,17 @@ fn is_group_missing(error: &IggyError) -> bool {
 /// True when Iggy refused to store an offset its partition no longer
 /// reaches: the log was truncated under the subscription (topic purged, or
 /// unflushed messages lost in a crash), so the messages it covers are gone.
-pub fn is_past_log_end(error: &IggyError) -> bool {
-    matches!(E::from(error), E::InvalidOffset)
+pub fn is_past_log_end(error: &GatewayError) -> bool {
+    matches!(error, GatewayError::Iggy(error) if E::from(error) == E::InvalidOffset)
 }
 
 /// True when the member's view of its partitions is out of date.
-pub fn is_assignment_stale(error: &IggyError) -> bool {
+pub fn is_assignment_stale(error: &GatewayError) -> bool {
     matches!(
-        E::from(error),
-        E::ConsumerGroupPartitionNotOwned | E::ConsumerGroupMemberNotFound
+        error,
+        GatewayError::Iggy(error) if matches!(
+            E::from(error),
+            E::ConsumerGroupPartitionNotOwned | E::ConsumerGroupMemberNotFound
+        )
     )
 }

@@ -97,8 +97,9 @@ pub struct Wiring {
     /// Told when this subscription loses Iggy, so calls on the pool do not
     /// meet connections from before the outage.
     pub pool: IggyPool,
-    /// Held for the session's life: one of the gateway's subscription slots.
-    pub _slot: OwnedSemaphorePermit,
+    /// Held for the session's life: one of the gateway's subscription slots,
+    /// and for a group member one of the members' slots.
+    pub _slots: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     /// A Consume stream's flow-control credit; `None` for Subscribe.
     pub credit: Option<Credit>,
     /// The topic's watcher: an idle session waits for it to see a partition
@@ -714,10 +715,7 @@ impl Session {
 
     async fn acknowledged(&mut self, partition: u32, offset: u64) -> Result<(), GatewayError> {
         if self.spec.ack_mode != AckMode::Manual {
-            return Err(GatewayError::FailedPrecondition {
-                reason: "NOT_MANUAL_ACK",
-                message: "this subscription does not use ACK_MODE_MANUAL; its offsets are not acknowledged by Ack".into(),
-            });
+            return Err(super::not_manual_ack());
         }
         match self.delivered.get(&partition) {
             Some(last) if offset <= *last => {}
@@ -748,7 +746,7 @@ impl Session {
             match self.reader.stored_offset(partition).await {
                 Ok(Some(stored)) => self.note_stored(partition, stored),
                 Ok(None) => {}
-                Err(error) => return Err(GatewayError::from_read(error)),
+                Err(error) => return Err(error),
             }
         }
         match self.store(partition, offset).await {
@@ -962,6 +960,7 @@ fn subscription_id(reader: &Reader, spec: &Spec) -> Result<String, IggyError> {
         stream: spec.stream.clone(),
         topic: spec.topic.clone(),
         consumer,
+        manual: spec.ack_mode == AckMode::Manual,
     }
     .encode())
 }

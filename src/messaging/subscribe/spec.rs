@@ -59,6 +59,12 @@ pub struct SubscribeLimits {
     pub buffered_batches: usize,
     /// Most concurrent subscriptions.
     pub max_subscriptions: usize,
+    /// Most concurrent consumer-group members (each holds an Iggy
+    /// connection of its own), within `max_subscriptions`.
+    pub max_group_members: usize,
+    /// Iggy connections shared by the named consumers' reads and the topic
+    /// watchers (the subscription pool).
+    pub read_connections: usize,
     /// Most subscriptions opening their Iggy connection at once: Iggy queues
     /// only so many logins, and a burst past it made logins fail and the
     /// pool's connections look lost.
@@ -80,7 +86,9 @@ impl Default for SubscribeLimits {
             max_heartbeat: Duration::from_secs(300),
             max_idle_backoff: Duration::from_millis(50),
             buffered_batches: 4,
-            max_subscriptions: 1_000,
+            max_subscriptions: 10_000,
+            max_group_members: 1_000,
+            read_connections: 8,
             max_opening: 8,
             opening_wait: Duration::from_secs(10),
         }

@@ -2,28 +2,32 @@
 //! served by any replica, not only the one holding the stream.
 //!
 //! The id carries the stream, topic and consumer as the Subscribe request
-//! named them, and the Iggy client id of the subscription's own connection,
-//! which lives exactly as long as the subscription: a replica that does not
-//! hold the stream asks Iggy whether that connection is still there, and
-//! stores the acknowledged offset where the holding replica will find it
+//! named them, whether the subscription takes acks, and for a consumer-group
+//! member the Iggy client id of its own connection, which lives exactly as
+//! long as the member: a replica that does not hold the stream asks Iggy
+//! whether that connection is still in the group, and stores the
+//! acknowledged offset where the holding replica will find it
 //! (docs/delivery.md).
 //!
-//! Layout (version 1): `1u8`, the client id (`u32`), 16 random bytes, then
-//! the stream, the topic and the consumer's id, each as a kind byte
-//! (`0` numeric, then a `u32`; `1` named, then a length byte and the name),
-//! and a last byte saying whether the consumer is a group; little-endian,
-//! unpadded URL-safe base64.
+//! Layout (version 1): `1u8`, the client id (`u32`, 0 for a named
+//! consumer), 16 random bytes, then the stream, the topic and the
+//! consumer's id, each as a kind byte (`0` numeric, then a `u32`; `1` named,
+//! then a length byte and the name), and a last byte of flags (`1`: the
+//! consumer is a group, `2`: manual ack); little-endian, unpadded URL-safe
+//! base64.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use iggy::prelude::{Consumer, ConsumerKind, IdKind, Identifier};
 
 const VERSION: u8 = 1;
 const NONCE_BYTES: usize = 16;
+const GROUP: u8 = 1;
+const MANUAL: u8 = 2;
 
 /// What a subscription id names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionRef {
-    /// The Iggy client id of the subscription's connection.
+    /// For a group member, the Iggy client id of its connection; else 0.
     pub client_id: u32,
     /// Random bytes, so ids of one connection's subscriptions differ.
     pub nonce: [u8; NONCE_BYTES],
@@ -33,6 +37,8 @@ pub struct SubscriptionRef {
     pub topic: Identifier,
     /// The consumer or consumer group.
     pub consumer: Consumer,
+    /// Whether the subscription takes acks (`ACK_MODE_MANUAL`).
+    pub manual: bool,
 }
 
 impl SubscriptionRef {
@@ -45,7 +51,12 @@ impl SubscriptionRef {
         for id in [&self.stream, &self.topic, &self.consumer.id] {
             put_identifier(&mut bytes, id);
         }
-        bytes.push(u8::from(self.consumer.kind == ConsumerKind::ConsumerGroup));
+        let group = if self.consumer.kind == ConsumerKind::ConsumerGroup {
+            GROUP
+        } else {
+            0
+        };
+        bytes.push(group | if self.manual { MANUAL } else { 0 });
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -62,10 +73,14 @@ impl SubscriptionRef {
         let stream = reader.identifier()?;
         let topic = reader.identifier()?;
         let id = reader.identifier()?;
-        let consumer = match reader.take(1)? {
-            [0] => Consumer::new(id),
-            [1] => Consumer::group(id),
-            _ => return None,
+        let flags = *reader.take(1)?.first()?;
+        if flags & !(GROUP | MANUAL) != 0 {
+            return None;
+        }
+        let consumer = if flags & GROUP != 0 {
+            Consumer::group(id)
+        } else {
+            Consumer::new(id)
         };
         if !reader.0.is_empty() {
             return None;
@@ -76,6 +91,7 @@ impl SubscriptionRef {
             stream,
             topic,
             consumer,
+            manual: flags & MANUAL != 0,
         })
     }
 }
@@ -127,10 +143,11 @@ mod tests {
 
     #[test]
     fn ids_round_trip_for_consumers_and_groups() {
-        for consumer in [
-            Consumer::new(named("reader")),
-            Consumer::group(named("workers")),
-            Consumer::group(Identifier::numeric(7).expect("id")),
+        for (consumer, manual) in [
+            (Consumer::new(named("reader")), true),
+            (Consumer::new(named("reader")), false),
+            (Consumer::group(named("workers")), true),
+            (Consumer::group(Identifier::numeric(7).expect("id")), false),
         ] {
             let reference = SubscriptionRef {
                 client_id: 42,
@@ -138,6 +155,7 @@ mod tests {
                 stream: named("orders"),
                 topic: Identifier::numeric(3).expect("id"),
                 consumer,
+                manual,
             };
             assert_eq!(
                 SubscriptionRef::decode(&reference.encode()),
@@ -162,6 +180,7 @@ mod tests {
             stream: named("s"),
             topic: named("t"),
             consumer: Consumer::new(named("c")),
+            manual: true,
         };
         let mut text = reference.encode();
         text.push('A');
