@@ -17,7 +17,7 @@
 //! subscribe throughput; unary Poll against an SDK poll loop; batched
 //! publish from a raw HTTP/2 client in 16 KiB and 1 MiB frames; the
 //! gateway's memory while a subscriber reads 1,000x slower than the
-//! publisher. Throughput rows also show the CPU microseconds per message
+//! publisher; 1,000 to 10,000 idle subscribers on one replica. Throughput rows also show the CPU microseconds per message
 //! used by the clients (this process), the process in the middle (gateway,
 //! relay or bare gateway) and iggy-server.
 //!
@@ -27,7 +27,8 @@
 //! BENCH_ROUNDS (3: each throughput workload runs each path this many
 //! times, the paths taking turns, and reports each path's best round).
 //! BENCH_ONLY (a comma-separated subset of publish, single, deliver, idle,
-//! read, poll, frames, slow) runs only those workloads; BENCH_PATHS (a
+//! read, poll, frames, slow, scale) runs only those workloads; BENCH_SCALE
+//! (1000,5000,10000) the subscriber counts of `scale`; BENCH_PATHS (a
 //! subset of the path names) likewise for the throughput workloads.
 //! BENCH_FRAME sets the tonic clients' HTTP/2 max frame size (tonic's
 //! default, 16 KiB, when unset). BENCH_GATEWAY_BIN runs another build of the
@@ -129,6 +130,9 @@ async fn run() {
     }
     if selected("BENCH_ONLY", "slow") {
         rows.extend(workloads::subscriptions::slow(&bench).await);
+    }
+    if selected("BENCH_ONLY", "scale") {
+        rows.extend(workloads::scale::run(&bench).await);
     }
     let peak = memory_kib(bench.gateway.pid, "VmHWM") as f64 / 1024.0;
     rows.push(Row::figure("gateway peak RSS", "gateway", peak, "MiB"));

@@ -77,6 +77,16 @@ impl GatewayProcess {
 
     /// Subscription polls so far, from the gateway's /metrics.
     pub async fn polls(&self) -> u64 {
+        self.metric("iggy_grpc_subscription_polls_total").await
+    }
+
+    /// Subscriptions open now, from the gateway's /metrics.
+    pub async fn active_subscriptions(&self) -> u64 {
+        self.metric("iggy_grpc_active_subscriptions").await
+    }
+
+    /// One unlabelled counter or gauge of the gateway's /metrics.
+    async fn metric(&self, name: &str) -> u64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
             .await
@@ -88,9 +98,9 @@ impl GatewayProcess {
         let mut body = String::new();
         stream.read_to_string(&mut body).await.expect("scrape");
         body.lines()
-            .find_map(|line| line.strip_prefix("iggy_grpc_subscription_polls_total "))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
-            .expect("the subscription poll counter")
+            .unwrap_or_else(|| panic!("the gateway's {name}"))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod latency;
 pub mod poll;
 pub mod publish;
 pub mod read;
+pub mod scale;
 pub mod subscriptions;
 
 use crate::processes::{GatewayProcess, Helper};

@@ -1,6 +1,6 @@
 //! Wakes idle subscriptions of a topic as soon as this gateway publishes to
-//! it, so delivery does not wait for the next idle poll. Messages from other
-//! producers are found by polling.
+//! it, so delivery does not wait for the topic's watcher. Messages from
+//! other producers are found by the watcher.
 
 use iggy::prelude::Identifier;
 use std::{
@@ -25,15 +25,14 @@ impl Wakeups {
     /// It is dropped from the registry once the subscription drops it.
     pub fn register(&self, keys: &[String], notify: &Arc<Notify>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        waiting.retain(|_, list| {
-            list.retain(|weak| weak.strong_count() > 0);
-            !list.is_empty()
-        });
         for key in keys {
-            waiting
-                .entry(key.clone())
-                .or_default()
-                .push(Arc::downgrade(notify));
+            let list = waiting.entry(key.clone()).or_default();
+            // Ended subscriptions are pruned when the list doubles (and at
+            // every wake), so opening stays cheap with thousands on a topic.
+            if list.len().is_power_of_two() {
+                list.retain(|weak| weak.strong_count() > 0);
+            }
+            list.push(Arc::downgrade(notify));
         }
     }
 
