@@ -125,6 +125,23 @@ pub struct TransportConfig {
     pub http2_keepalive_timeout: Duration,
     /// How long in-flight calls may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Connections and subscription streams older than this move on, so
+    /// long-lived streams re-balance across replicas; `None`: never.
+    pub max_connection_age: Option<MaxAge>,
+}
+
+/// When connections and subscription streams are asked to move on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAge {
+    /// A connection gets an HTTP/2 GOAWAY at this age (new calls go to a
+    /// fresh connection); a Subscribe or Consume stream ends at this age
+    /// from its own start (up to 10% sooner, so streams opened together
+    /// do not all leave together) with UNAVAILABLE, STREAM_MAX_AGE and a
+    /// resume token.
+    pub age: Duration,
+    /// How long a manual-ack stream at its age may still take acks for the
+    /// messages it has in flight before it ends.
+    pub grace: Duration,
 }
 
 impl Default for TransportConfig {
@@ -136,6 +153,7 @@ impl Default for TransportConfig {
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_connection_age: None,
         }
     }
 }

@@ -125,6 +125,9 @@ pub enum GatewayError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect (with your resume token) elsewhere or later")]
     ShuttingDown,
+    /// The stream reached the gateway's maximum stream age.
+    #[error("the stream reached its maximum age; resubscribe with the resume token")]
+    StreamMaxAge,
     /// The call carries no valid credentials.
     #[error("{message}")]
     Unauthenticated {
@@ -223,7 +226,9 @@ impl GatewayError {
             Self::TooManySubscriptions { .. } | Self::TooManyGroupMembers { .. } => {
                 Code::ResourceExhausted
             }
-            Self::ShuttingDown | Self::PurgePending { .. } => Code::Unavailable,
+            Self::ShuttingDown | Self::StreamMaxAge | Self::PurgePending { .. } => {
+                Code::Unavailable
+            }
             Self::Unauthenticated { .. } | Self::LockedOut { .. } => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::RateLimited { .. }
@@ -252,6 +257,7 @@ impl GatewayError {
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS".into(),
             Self::TooManyGroupMembers { .. } => "TOO_MANY_GROUP_MEMBERS".into(),
             Self::ShuttingDown => "GATEWAY_SHUTTING_DOWN".into(),
+            Self::StreamMaxAge => "STREAM_MAX_AGE".into(),
             Self::PurgePending { .. } => "PURGE_PENDING".into(),
             Self::Unauthenticated { reason, .. } | Self::PermissionDenied { reason, .. } => {
                 (*reason).into()
@@ -310,6 +316,7 @@ impl GatewayError {
             Self::PoolExhausted { retry_after, .. }
             | Self::LockedOut { retry_after }
             | Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::StreamMaxAge => Some(Duration::ZERO),
             Self::IggyUnavailable
             | Self::OutcomeUnknown { .. }
             | Self::ShuttingDown

@@ -146,6 +146,7 @@ pub async fn serve(
         pool.clone(),
         readers.clone(),
         config.subscribe.clone(),
+        transport.max_connection_age,
         shutting_down_rx.clone(),
         Arc::clone(&wakeups),
     ));
@@ -181,6 +182,12 @@ pub async fn serve(
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
+    if let Some(max_age) = transport.max_connection_age {
+        // A GOAWAY at the age: calls in progress go on, and a subscription
+        // stream ends itself within its age and grace. (tonic's own grace
+        // would skip the GOAWAY and cut the connection, streams and all.)
+        builder = builder.max_connection_age(max_age.age);
+    }
     if let Some(tls) = edge.tls {
         builder = builder.tls_config(tls)?;
     }

@@ -14,6 +14,7 @@ mod edge;
 mod embedded;
 mod health;
 mod iggy_facts;
+mod moving;
 mod not_found;
 mod outcome;
 mod pool;
@@ -46,6 +47,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(reflection::tests());
     tests.extend(refusals::tests());
     tests.extend(replicas::tests());
+    tests.extend(moving::tests());
     tests.extend(not_found::tests());
     tests.extend(proto_rules::tests());
     tests.extend(edge::tests());

@@ -5,7 +5,7 @@
 use clap::{Parser, ValueEnum};
 use iggy_grpc::{
     Config,
-    config::{EdgeConfig, TlsFiles, TransportConfig},
+    config::{EdgeConfig, MaxAge, TlsFiles, TransportConfig},
     edge::RateSpec,
     iggy::PoolOptions,
     messaging::{PublishLimits, subscribe::SubscribeLimits},
@@ -180,6 +180,17 @@ pub struct Args {
     #[arg(long, env = "IGGY_GRPC_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http2_keepalive_timeout: Duration,
 
+    /// Age at which connections get a GOAWAY and Subscribe/Consume streams
+    /// end with a resume token, so long-lived streams re-balance across
+    /// replicas (0s: never).
+    #[arg(long, env = "IGGY_GRPC_MAX_CONNECTION_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// How long a manual-ack stream at its maximum age may still take acks
+    /// for the messages it has in flight.
+    #[arg(long, env = "IGGY_GRPC_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_connection_age_grace: Duration,
+
     /// Server certificate chain (PEM); turns TLS on (needs --tls-key).
     #[arg(long, env = "IGGY_GRPC_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -288,6 +299,10 @@ impl Args {
                     .then_some(self.http2_keepalive_interval),
                 http2_keepalive_timeout: self.http2_keepalive_timeout,
                 shutdown_grace: self.shutdown_grace,
+                max_connection_age: (!self.max_connection_age.is_zero()).then_some(MaxAge {
+                    age: self.max_connection_age,
+                    grace: self.max_connection_age_grace,
+                }),
             },
             partition_cache_ttl: self.partition_cache_ttl,
             stats_ttl: self.stats_ttl,

@@ -45,6 +45,14 @@ impl InFlight {
         }
     }
 
+    /// The oldest message of `partition` in flight, if any.
+    pub fn oldest(&self, partition: u32) -> Option<u64> {
+        self.partitions
+            .get(&partition)
+            .and_then(|queue| queue.front())
+            .map(|(offset, _)| *offset)
+    }
+
     /// The partitions with messages in flight.
     pub fn partitions(&self) -> Vec<u32> {
         self.partitions
@@ -78,6 +86,7 @@ mod tests {
         in_flight.add(1, 0, 10);
         assert!(in_flight.is_full(6, 1_000));
         in_flight.release(0, 2);
+        assert_eq!(in_flight.oldest(0), Some(3));
         assert!(!in_flight.is_full(4, 1_000));
         assert!(in_flight.is_full(3, 1_000));
         assert!(in_flight.is_full(100, 30), "30 bytes still in flight");

@@ -28,6 +28,7 @@ pub use token::{Positions, decode as decode_token, encode as encode_token, finge
 pub use wakeups::Wakeups;
 
 use crate::{
+    config::MaxAge,
     edge::{Principal, StreamRef, access},
     error::{GatewayError, not_found},
     iggy::IggyPool,
@@ -43,7 +44,10 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex, PoisonError},
 };
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::{
+    sync::{Notify, Semaphore, mpsc, oneshot, watch},
+    time::Instant,
+};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::Status;
 use topic_watch::TopicWatches;
@@ -89,6 +93,8 @@ pub struct Subscriptions {
     slots: Arc<Semaphore>,
     /// Consumer-group members' share of the slots.
     member_slots: Arc<Semaphore>,
+    /// When streams end to move on (`--max-connection-age`).
+    max_age: Option<MaxAge>,
     /// Turns to open an Iggy connection (see `SubscribeLimits::max_opening`).
     opening: Semaphore,
     acks: Arc<Mutex<HashMap<String, SessionAcks>>>,
@@ -100,16 +106,19 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Subscriptions reading over `readers` (group members each on a
     /// connection of their own, made where `readers` connects), storing acks
-    /// for other replicas over `pool`, within `limits`, ending when
-    /// `shutdown` turns true; `wakeups` is shared with the publisher.
+    /// for other replicas over `pool`, within `limits`, each ending at
+    /// `max_age` and all when `shutdown` turns true; `wakeups` is shared
+    /// with the publisher.
     pub fn new(
         pool: IggyPool,
         readers: IggyPool,
         limits: SubscribeLimits,
+        max_age: Option<MaxAge>,
         shutdown: watch::Receiver<bool>,
         wakeups: Arc<Wakeups>,
     ) -> Self {
         Self {
+            max_age,
             watches: TopicWatches::new(readers.clone(), limits.max_idle_backoff),
             pool,
             readers,
@@ -188,6 +197,11 @@ impl Subscriptions {
             _slots: (permit, member_slot),
             credit,
             topic_watch: self.watches.watch(reader.ids.0, reader.ids.1),
+            max_age: self.max_age.map(|max_age| {
+                // Up to 10% sooner, so streams opened together leave apart.
+                let sooner = max_age.age.mul_f64(rand::random_range(0.0..0.1));
+                (Instant::now() + max_age.age - sooner, max_age.grace)
+            }),
         };
         let session = match Session::start(reader, spec, self.limits.clone(), wiring).await {
             Ok(session) => session,

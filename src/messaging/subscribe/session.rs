@@ -105,6 +105,9 @@ pub struct Wiring {
     /// The topic's watcher: an idle session waits for it to see a partition
     /// end past its position instead of polling.
     pub topic_watch: Arc<TopicWatch>,
+    /// When the stream ends to move on, and how long it may then wait for
+    /// acks of what it has in flight; `None`: never.
+    pub max_age: Option<(Instant, Duration)>,
 }
 
 /// A running subscription.
@@ -207,8 +210,10 @@ impl Session {
         if let End::Failed(error) = end {
             if matches!(error, GatewayError::IggyUnavailable) {
                 self.wiring.pool.suspect_lost();
+            } else if self.spec.ack_mode == AckMode::Manual {
+                let _ = self.learn_acks_taken_elsewhere().await;
             }
-            let metadata = HashMap::from([("resume_token".to_owned(), self.token())]);
+            let metadata = HashMap::from([("resume_token".to_owned(), self.final_token())]);
             let status = error.into_status_with(metadata);
             let item = Item {
                 response: Err(status),
@@ -253,6 +258,12 @@ impl Session {
         self.apply_commits().await?;
         if *self.wiring.shutdown.borrow() {
             return Err(GatewayError::ShuttingDown.into());
+        }
+        if let Some((ends_at, grace)) = self.wiring.max_age
+            && Instant::now() >= ends_at
+        {
+            self.wind_down(grace).await?;
+            return Err(GatewayError::StreamMaxAge.into());
         }
         // A group member asks for its assignment on a timer (and before every
         // round below); a named consumer re-reads its partitions when the
@@ -377,7 +388,10 @@ impl Session {
     /// when one is due.
     async fn wait(&mut self, pause: Duration, news: Option<Wanted>) -> Result<bool, End> {
         let heartbeat_due = self.last_sent + self.spec.heartbeat;
-        let until = (Instant::now() + pause).min(heartbeat_due);
+        let mut until = (Instant::now() + pause).min(heartbeat_due);
+        if let Some((ends_at, _)) = self.wiring.max_age {
+            until = until.min(ends_at);
+        }
         let responses = self.wiring.responses.clone();
         let wakeup = Arc::clone(&self.wiring.wakeup);
         let changes_only = self.news_seen;
@@ -407,6 +421,29 @@ impl Session {
             self.heartbeat();
         }
         Ok(woken)
+    }
+
+    /// At its maximum age a manual-ack stream delivers nothing more, but
+    /// takes acks (on the stream, by Ack, or through other replicas) for
+    /// what it has in flight, for up to `grace` or until none is left.
+    async fn wind_down(&mut self, grace: Duration) -> Result<(), End> {
+        if self.spec.ack_mode != AckMode::Manual {
+            return Ok(());
+        }
+        let until = Instant::now() + grace;
+        let responses = self.wiring.responses.clone();
+        while !self.in_flight.partitions().is_empty() && Instant::now() < until {
+            let pause = until
+                .saturating_duration_since(Instant::now())
+                .min(self.limits.max_idle_backoff);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => self.learn_acks_taken_elsewhere().await?,
+                Some(command) = self.wiring.acks.recv() => self.acknowledge(command).await,
+                () = responses.closed() => return Err(End::ClientGone),
+                _ = self.wiring.shutdown.changed() => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     /// Each partition read, with the offset it is read from next (`None`
@@ -856,6 +893,22 @@ impl Session {
 
     fn token(&self) -> String {
         token::encode(self.fingerprint, &self.positions())
+    }
+
+    /// The token of the final status: for a manual-ack stream, each
+    /// partition from its oldest message delivered but not acknowledged, so
+    /// resuming (on any replica) delivers those again and skips nothing;
+    /// otherwise where the next batch would have started.
+    fn final_token(&self) -> String {
+        let mut positions = self.positions();
+        if self.spec.ack_mode == AckMode::Manual {
+            for (partition, next) in &mut positions {
+                if let Some(oldest) = self.in_flight.oldest(*partition) {
+                    *next = oldest;
+                }
+            }
+        }
+        token::encode(self.fingerprint, &positions)
     }
 }
 

@@ -5,12 +5,16 @@
 mod fixtures;
 mod gateway;
 mod iggy;
+mod mesh;
+mod process;
 mod raw;
 mod subscription;
 
 pub use fixtures::{by_name, new_topic, purge_topic, stored, wait_for_index_files};
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client, server_binary};
+pub use mesh::balanced;
+pub use process::GatewayProcess;
 pub use raw::{grpc_frame, raw_call};
 pub use subscription::{Event, Subscription};
 
