@@ -37,15 +37,25 @@ enum Received {
     AckResult(proto::AckResult),
 }
 
-struct Consuming {
+pub struct Consuming {
     requests: mpsc::Sender<ConsumeRequest>,
     responses: Streaming<proto::ConsumeResponse>,
-    _gateway: TestGateway,
+    _gateway: Option<TestGateway>,
 }
 
 impl Consuming {
     async fn open(env: &Env, start: proto::ConsumeStart) -> Result<Self, tonic::Status> {
         let gateway = env.gateway().await;
+        let mut consuming = Self::open_on(gateway.channel(), start).await?;
+        consuming._gateway = Some(gateway);
+        Ok(consuming)
+    }
+
+    /// Opens a Consume stream over `channel` and reads its `Subscribed`.
+    pub async fn open_on(
+        channel: tonic::transport::Channel,
+        start: proto::ConsumeStart,
+    ) -> Result<Self, tonic::Status> {
         let (requests, receiver) = mpsc::channel(16);
         requests
             .send(ConsumeRequest {
@@ -53,8 +63,7 @@ impl Consuming {
             })
             .await
             .expect("queue start");
-        let mut responses = gateway
-            .messaging()
+        let mut responses = proto::messaging_service_client::MessagingServiceClient::new(channel)
             .consume(ReceiverStream::new(receiver))
             .await?
             .into_inner();
@@ -67,13 +76,13 @@ impl Consuming {
             }) => Ok(Self {
                 requests,
                 responses,
-                _gateway: gateway,
+                _gateway: None,
             }),
             other => panic!("expected Subscribed first, got {other:?}"),
         }
     }
 
-    async fn send(&self, kind: consume_request::Kind) {
+    pub async fn send(&self, kind: consume_request::Kind) {
         self.requests
             .send(ConsumeRequest { kind: Some(kind) })
             .await
@@ -100,7 +109,7 @@ impl Consuming {
     }
 
     /// Messages until `count` came, skipping heartbeats; panics on a result.
-    async fn messages(&mut self, count: usize) -> Vec<DeliveredMessage> {
+    pub async fn messages(&mut self, count: usize) -> Vec<DeliveredMessage> {
         let mut messages = Vec::new();
         while messages.len() < count {
             match self.next().await {
@@ -113,7 +122,7 @@ impl Consuming {
     }
 
     /// The next ack result, skipping heartbeats; panics on messages.
-    async fn ack_result(&mut self) -> proto::AckResult {
+    pub async fn ack_result(&mut self) -> proto::AckResult {
         loop {
             match self.next().await {
                 Received::AckResult(result) => return result,
@@ -124,7 +133,7 @@ impl Consuming {
     }
 }
 
-fn ack(offset: u64) -> consume_request::Kind {
+pub fn ack(offset: u64) -> consume_request::Kind {
     consume_request::Kind::Ack(proto::ConsumeAck {
         partition_id: 0,
         offset,

@@ -14,6 +14,7 @@ mod edge;
 mod embedded;
 mod health;
 mod iggy_facts;
+mod mesh;
 mod moving;
 mod not_found;
 mod outcome;
@@ -48,6 +49,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(refusals::tests());
     tests.extend(replicas::tests());
     tests.extend(moving::tests());
+    tests.extend(mesh::tests());
     tests.extend(not_found::tests());
     tests.extend(proto_rules::tests());
     tests.extend(edge::tests());
