@@ -85,6 +85,11 @@ impl GatewayProcess {
         self.metric("iggy_grpc_active_subscriptions").await
     }
 
+    /// Iggy connections the gateway's pools replaced so far.
+    pub async fn reconnects(&self) -> u64 {
+        self.metric("iggy_grpc_iggy_reconnects_total").await
+    }
+
     /// One unlabelled counter or gauge of the gateway's /metrics.
     async fn metric(&self, name: &str) -> u64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

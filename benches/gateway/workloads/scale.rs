@@ -3,8 +3,8 @@
 //! how long they take to open, in bursts of 1,000 calls at once, what they
 //! cost Iggy and the gateway while idle, how fast a native producer's
 //! message reaches a subscriber meanwhile, and how long one message takes
-//! to reach them all. Iggy's ping latency, gateway health and the streams'
-//! ends are watched the whole time.
+//! to reach them all. Iggy's ping latency, gateway health, the pools'
+//! reconnects and the streams' ends are watched the whole time.
 
 use super::Bench;
 use crate::{
@@ -93,6 +93,7 @@ pub async fn run(bench: &Bench) -> Vec<Row> {
         let mut open_count = 1usize; // the probe
         let mut readers = Vec::new();
         take_sorted(&pings);
+        let reconnects_before = bench.gateway.reconnects().await;
         let started = Instant::now();
         let mut refused = 0u64;
         while open_count < size {
@@ -212,6 +213,12 @@ pub async fn run(bench: &Bench) -> Vec<Row> {
             "gateway",
             subscribers.ended.load(Ordering::SeqCst) as f64,
             "streams",
+        ));
+        rows.push(Row::figure(
+            label("pool reconnects"),
+            "gateway",
+            (bench.gateway.reconnects().await - reconnects_before) as f64,
+            "connections",
         ));
         rows.push(Row::figure(
             label("health changes"),
