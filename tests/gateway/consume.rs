@@ -3,9 +3,9 @@
 
 use crate::{
     subscribe::{fill, request},
-    support::{Env, TestBody, TestGateway, error_reason, sdk_client},
+    support::{Env, TestBody, TestGateway, error_reason, stored_offset},
 };
-use iggy::prelude::{Consumer, ConsumerOffsetClient, Identifier};
+use iggy::prelude::{Consumer, Identifier};
 use iggy_grpc::proto::{
     self, AckMode, AckOutcome, ConsumeRequest, DeliveredMessage, FlowControl, consume_request,
     consume_response, consumer, subscribe_response,
@@ -211,18 +211,11 @@ async fn acks(env: Env) {
         "{nack:?}"
     );
 
-    let iggy = sdk_client(&env.iggy.connection_string).await;
-    let stored = iggy
-        .get_consumer_offset(
-            &Consumer::new(Identifier::named(&reader).expect("id")),
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-        )
-        .await
-        .expect("read")
-        .map(|info| info.stored_offset);
-    assert_eq!(stored, Some(11));
+    let reader = Consumer::new(Identifier::named(&reader).expect("id"));
+    assert_eq!(
+        stored_offset(&env, &reader, &stream, &topic, 0).await,
+        Some(11)
+    );
 }
 
 /// With three messages of credit the stream sends three and waits (its

@@ -7,12 +7,10 @@
 use crate::{
     consume::{Consuming, ack},
     subscribe::{fill, request},
-    support::{Env, Subscription, TestBody, TestGateway, balanced, sdk_client},
+    support::{Env, Subscription, TestBody, TestGateway, balanced, sdk_client, stored_offset},
 };
 use bytes::Bytes;
-use iggy::prelude::{
-    Consumer, ConsumerOffsetClient, Identifier, IggyMessage, MessageClient, Partitioning,
-};
+use iggy::prelude::{Consumer, Identifier, IggyMessage, MessageClient, Partitioning};
 use iggy_grpc::proto::{
     self, AckMode, AckOutcome, FlowControl, consumer,
     messaging_service_client::MessagingServiceClient, partitioning,
@@ -91,18 +89,11 @@ async fn manual_acks(env: Env) {
                 .unwrap_or_else(|status| panic!("ack {}: {status:?}", message.offset));
         }
     }
-    let iggy = sdk_client(&env.iggy.connection_string).await;
-    let stored = iggy
-        .get_consumer_offset(
-            &Consumer::new(Identifier::named(&reader).expect("id")),
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-        )
-        .await
-        .expect("stored offset")
-        .map(|info| info.stored_offset);
-    assert_eq!(stored, Some(MESSAGES - 1));
+    let reader = Consumer::new(Identifier::named(&reader).expect("id"));
+    assert_eq!(
+        stored_offset(&env, &reader, &stream, &topic, 0).await,
+        Some(MESSAGES - 1)
+    );
 }
 
 /// Consume through the balancer: the stream stays on the replica it

@@ -8,10 +8,10 @@ use crate::{
     subscribe::{fill, request},
     support::{
         Env, Event, GatewayProcess, Subscription, TestBody, TestGateway, balanced, error_reason,
-        sdk_client,
+        stored_offset,
     },
 };
-use iggy::prelude::{Consumer, ConsumerOffsetClient, Identifier};
+use iggy::prelude::{Consumer, Identifier};
 use iggy_grpc::{
     Config,
     config::MaxAge,
@@ -150,18 +150,12 @@ async fn manual_max_age(env: Env) {
         (5..15).collect::<Vec<_>>(),
         "the unacknowledged ten again; nothing acknowledged repeated"
     );
-    let iggy = sdk_client(&env.iggy.connection_string).await;
-    let stored = iggy
-        .get_consumer_offset(
-            &Consumer::new(Identifier::named(&reader).expect("id")),
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-        )
-        .await
-        .expect("stored offset")
-        .map(|info| info.stored_offset);
-    assert_eq!(stored, Some(4), "what was acknowledged");
+    let reader = Consumer::new(Identifier::named(&reader).expect("id"));
+    assert_eq!(
+        stored_offset(&env, &reader, &stream, &topic, 0).await,
+        Some(4),
+        "what was acknowledged"
+    );
 }
 
 /// An auto-ack stream takes ten messages, ends at its age; ten more are
@@ -247,18 +241,8 @@ async fn group_failover(env: Env) {
     // The group's own offset holds the ack before the replica dies (a
     // replica that is not the holder leaves it in the ack mailbox, which
     // the member moves into the group's offset within moments).
-    let iggy = sdk_client(&env.iggy.connection_string).await;
-    let group_offset = || async {
-        iggy.get_consumer_offset(
-            &Consumer::group(Identifier::named(&group).expect("id")),
-            &by_name_id(&stream),
-            &by_name_id(&topic),
-            Some(lost),
-        )
-        .await
-        .expect("group offset")
-        .map(|info| info.stored_offset)
-    };
+    let group = Consumer::group(Identifier::named(&group).expect("id"));
+    let group_offset = || stored_offset(&env, &group, &stream, &topic, lost);
     let mut stored = group_offset().await;
     for _ in 0..200 {
         if stored == Some(4) {
@@ -306,8 +290,4 @@ async fn group_failover(env: Env) {
         "the unacknowledged rest, once, in order"
     );
     assert!(own <= 10, "its own partition once: {own}");
-}
-
-fn by_name_id(name: &str) -> Identifier {
-    Identifier::named(name).expect("id")
 }

@@ -4,9 +4,9 @@
 
 use crate::{
     subscribe::{fill, request},
-    support::{Env, Subscription, TestBody, by_name, error_reason, expect_code, sdk_client},
+    support::{Env, Subscription, TestBody, by_name, error_reason, expect_code},
 };
-use iggy::prelude::{Consumer, ConsumerOffsetClient, Identifier};
+use iggy::prelude::{Consumer, Identifier};
 use iggy_grpc::proto::{self, AckMode, FlowControl, consumer};
 use tonic::Code;
 
@@ -114,7 +114,6 @@ async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     );
 
     // What Iggy holds is what was acknowledged: read as any client may.
-    let iggy = sdk_client(&env.iggy.connection_string).await;
     let consumer = if as_group {
         Consumer::group(Identifier::named(&name).expect("id"))
     } else {
@@ -122,17 +121,7 @@ async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     };
     // A group's own offset is stored by the member holding the partition
     // (only a member may store it), within moments of the ack.
-    let stored_offset = || async {
-        iggy.get_consumer_offset(
-            &consumer,
-            &Identifier::named(&stream).expect("id"),
-            &Identifier::named(&topic).expect("id"),
-            Some(0),
-        )
-        .await
-        .expect("read the stored offset")
-        .map(|info| info.stored_offset)
-    };
+    let stored_offset = || crate::support::stored_offset(&env, &consumer, &stream, &topic, 0);
     let mut stored = stored_offset().await;
     for _ in 0..200 {
         if stored == Some(u64::from(MESSAGES) - 1) || !as_group {

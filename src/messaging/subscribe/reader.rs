@@ -335,11 +335,7 @@ impl Reader {
         count: u32,
     ) -> Result<PolledMessages, GatewayError> {
         crate::metrics::count_subscription_poll();
-        let (stream, topic, consumer) = (
-            self.spec.stream.clone(),
-            self.spec.topic.clone(),
-            self.spec.consumer.clone(),
-        );
+        let (stream, topic, consumer) = self.owned_names();
         self.call(move |client| async move {
             client
                 .poll_messages(
@@ -358,17 +354,22 @@ impl Reader {
 
     /// Stores `offset` as the consumer's position in `partition`.
     pub async fn commit(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
-        let (stream, topic, consumer) = (
-            self.spec.stream.clone(),
-            self.spec.topic.clone(),
-            self.spec.consumer.clone(),
-        );
+        let (stream, topic, consumer) = self.owned_names();
         self.call(move |client| async move {
             client
                 .store_consumer_offset(&consumer, &stream, &topic, Some(partition), offset)
                 .await
         })
         .await
+    }
+
+    /// The stream, topic and consumer, for a call that owns its inputs.
+    fn owned_names(&self) -> (Identifier, Identifier, Consumer) {
+        (
+            self.spec.stream.clone(),
+            self.spec.topic.clone(),
+            self.spec.consumer.clone(),
+        )
     }
 
     /// Leaves the group and closes the connection (for a member; a named

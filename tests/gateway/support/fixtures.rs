@@ -2,7 +2,7 @@
 //! stream and topic, reading back what Iggy stored, waiting for Iggy to have
 //! written a partition's index.
 
-use super::{Env, TestGateway};
+use super::{Env, TestGateway, sdk_client};
 use iggy::prelude::{
     Consumer, Identifier, IggyClient, IggyMessage, MessageClient, PollingStrategy,
 };
@@ -94,4 +94,26 @@ pub async fn stored(
     .await
     .expect("poll directly")
     .messages
+}
+
+/// The offset Iggy holds for `consumer` in `partition`, read directly.
+pub async fn stored_offset(
+    env: &Env,
+    consumer: &Consumer,
+    stream: &str,
+    topic: &str,
+    partition: u32,
+) -> Option<u64> {
+    use iggy::prelude::ConsumerOffsetClient;
+    sdk_client(&env.iggy.connection_string)
+        .await
+        .get_consumer_offset(
+            consumer,
+            &Identifier::named(stream).expect("id"),
+            &Identifier::named(topic).expect("id"),
+            Some(partition),
+        )
+        .await
+        .expect("read the stored offset")
+        .map(|info| info.stored_offset)
 }

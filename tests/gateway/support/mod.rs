@@ -10,7 +10,7 @@ mod process;
 mod raw;
 mod subscription;
 
-pub use fixtures::{by_name, new_topic, purge_topic, stored, wait_for_index_files};
+pub use fixtures::{by_name, new_topic, purge_topic, stored, stored_offset, wait_for_index_files};
 pub use gateway::TestGateway;
 pub use iggy::{SharedIggy, private_iggy, sdk_client, server_binary};
 pub use mesh::balanced;
