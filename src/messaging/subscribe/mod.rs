@@ -159,28 +159,26 @@ impl Subscriptions {
                 limit: self.limits.max_subscriptions,
             }
         })?;
-        let member_slot = if spec.is_group() {
+        // A member holds an Iggy connection of its own, and logs in on it:
+        // it takes a member's slot and waits its turn to open.
+        let (member_slot, turn) = if spec.is_group() {
             let slot = Arc::clone(&self.member_slots)
                 .try_acquire_owned()
                 .map_err(|_| GatewayError::TooManyGroupMembers {
                     limit: self.limits.max_group_members,
                 })?;
-            Some(slot)
-        } else {
-            None
-        };
-        let reader = if spec.is_group() {
-            // A member logs in on a connection of its own: paced.
             let turn = tokio::time::timeout(self.limits.opening_wait, self.opening.acquire())
                 .await
                 .map_err(|_| GatewayError::SubscriptionsOpening {
                     opening: self.limits.max_opening,
-                })?;
-            let _turn = turn.map_err(|_| GatewayError::ShuttingDown)?;
-            Reader::open(&self.readers, spec.clone()).await?
+                })?
+                .map_err(|_| GatewayError::ShuttingDown)?;
+            (Some(slot), Some(turn))
         } else {
-            Reader::open(&self.readers, spec.clone()).await?
+            (None, None)
         };
+        let reader = Reader::open(&self.readers, spec.clone()).await?;
+        drop(turn);
         let wakeup = Arc::new(Notify::new());
         self.wakeups.register(&reader.wakeup_keys, &wakeup);
 
@@ -381,7 +379,7 @@ impl Subscriptions {
 
 /// The refusal of an Ack for a subscription whose offsets are stored as
 /// they are delivered.
-pub(super) fn not_manual_ack() -> GatewayError {
+fn not_manual_ack() -> GatewayError {
     GatewayError::FailedPrecondition {
         reason: "NOT_MANUAL_ACK",
         message: "this subscription does not use ACK_MODE_MANUAL; its offsets are not acknowledged by Ack".into(),

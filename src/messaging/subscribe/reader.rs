@@ -11,7 +11,7 @@ use crate::{
 use iggy::prelude::{
     Client, Consumer, ConsumerGroupClient, ConsumerOffsetClient, IdKind, Identifier, IggyClient,
     IggyError, IggyTimestamp, MessageClient, PolledMessages, PollingStrategy, StreamClient,
-    SystemClient, TopicClient,
+    SystemClient, TopicClient, TopicDetails,
 };
 use iggy_binary_protocol::{
     WireIdentifier,
@@ -230,17 +230,20 @@ impl Reader {
         if let Some(partition) = self.spec.partition {
             return Ok((0, vec![partition]));
         }
-        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
-        let count = self
-            .call(move |client| async move {
-                let details = client
-                    .get_topic(&stream, &topic)
-                    .await?
-                    .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
-                Ok(details.partitions_count)
-            })
-            .await?;
+        let count = self.topic_details().await?.partitions_count;
         Ok((0, (0..count).collect()))
+    }
+
+    /// The topic's details as Iggy gives them now.
+    async fn topic_details(&self) -> Result<TopicDetails, GatewayError> {
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        self.call(move |client| async move {
+            client
+                .get_topic(&stream, &topic)
+                .await?
+                .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))
+        })
+        .await
     }
 
     /// True for a consumer-group member.
@@ -316,15 +319,8 @@ impl Reader {
     /// The offset of the last message of `partition` as the topic's details
     /// give it, a different answer from a poll's (`None`: no messages).
     pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
-        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
-        self.call(move |client| async move {
-            let details = client
-                .get_topic(&stream, &topic)
-                .await?
-                .ok_or_else(|| IggyError::TopicIdNotFound(topic.clone(), stream.clone()))?;
-            Ok(log_ends(&details).get(&partition).copied().flatten())
-        })
-        .await
+        let details = self.topic_details().await?;
+        Ok(log_ends(&details).get(&partition).copied().flatten())
     }
 
     /// Reads up to `count` messages of `partition`; never commits by itself.

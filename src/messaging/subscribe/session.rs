@@ -207,10 +207,15 @@ impl Session {
     /// group).
     pub async fn run(mut self) {
         let end = self.deliver().await;
+        // A member stores the group's offset for acks taken elsewhere, and
+        // the final token of a manual-ack stream counts them: learnt before
+        // the status, or after the end when the client left.
+        let learn = self.spec.ack_mode == AckMode::Manual;
+        let client_gone = matches!(end, End::ClientGone);
         if let End::Failed(error) = end {
             if matches!(error, GatewayError::IggyUnavailable) {
                 self.wiring.pool.suspect_lost();
-            } else if self.spec.ack_mode == AckMode::Manual {
+            } else if learn {
                 let _ = self.learn_acks_taken_elsewhere().await;
             }
             let metadata = HashMap::from([("resume_token".to_owned(), self.final_token())]);
@@ -226,10 +231,9 @@ impl Session {
                 () = tokio::time::sleep(FINAL_STATUS_WAIT) => {}
             }
         }
-        // Offsets handed to the transport before the end are stored too, and
-        // a member stores the group's offset for acks taken elsewhere.
+        // Offsets handed to the transport before the end are stored too.
         let _ = self.apply_commits().await;
-        if self.spec.ack_mode == AckMode::Manual {
+        if learn && client_gone {
             let _ = self.learn_acks_taken_elsewhere().await;
         }
         debug!(subscription = %self.id, "subscription ended");
