@@ -6,7 +6,7 @@ use iggy::prelude::{
     Identifier, IggyClient, IggyMessage, StreamClient, TopicClient, TopicCreateOptions,
 };
 use iggy_grpc::proto::{self, BatchMessage, ResourceId, partitioning, resource_id};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bytes per message payload.
 pub const PAYLOAD: usize = 1024;
@@ -38,6 +38,14 @@ pub fn payload() -> Bytes {
     let mut bytes = vec![b'x'; PAYLOAD];
     bytes[..8].copy_from_slice(&now_micros().to_le_bytes());
     Bytes::from(bytes)
+}
+
+/// How long ago a [`payload`] was made, as of `now` (microseconds since the
+/// epoch).
+pub fn age(payload: &[u8], now: u64) -> Duration {
+    let mut sent = [0u8; 8];
+    sent.copy_from_slice(&payload[..8]);
+    Duration::from_micros(now.saturating_sub(u64::from_le_bytes(sent)))
 }
 
 /// A 1 KiB message for the SDK paths.

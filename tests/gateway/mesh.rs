@@ -6,14 +6,14 @@
 
 use crate::{
     consume::{Consuming, ack},
-    subscribe::{fill, request},
+    subscribe::{fill, named, request},
     support::{Env, Subscription, TestBody, TestGateway, balanced, sdk_client, stored_offset},
 };
 use bytes::Bytes;
 use iggy::prelude::{Consumer, Identifier, IggyMessage, MessageClient, Partitioning};
 use iggy_grpc::proto::{
-    self, AckMode, AckOutcome, FlowControl, consumer,
-    messaging_service_client::MessagingServiceClient, partitioning,
+    self, AckMode, AckOutcome, FlowControl, messaging_service_client::MessagingServiceClient,
+    partitioning,
 };
 use tonic::transport::Channel;
 
@@ -43,12 +43,6 @@ async fn three(env: &Env) -> ([TestGateway; 3], Channel) {
     ];
     let mesh = balanced(&replicas.each_ref().map(TestGateway::address));
     (replicas, mesh)
-}
-
-fn named(name: &str) -> Option<proto::Consumer> {
-    Some(proto::Consumer {
-        kind: Some(consumer::Kind::Name(name.to_owned())),
-    })
 }
 
 const MESSAGES: u64 = 30;

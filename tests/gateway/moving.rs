@@ -5,7 +5,7 @@
 //! client that balances every call across the replicas.
 
 use crate::{
-    subscribe::{fill, request},
+    subscribe::{fill, named, request},
     support::{
         Env, Event, GatewayProcess, Subscription, TestBody, TestGateway, balanced, error_reason,
         stored_offset,
@@ -16,13 +16,12 @@ use iggy_grpc::{
     Config,
     config::MaxAge,
     proto::{
-        self, AckMode, FlowControl, StartPosition, consumer,
+        self, AckMode, FlowControl, StartPosition,
         messaging_service_client::MessagingServiceClient, start_position,
     },
 };
 use std::time::{Duration, Instant};
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 pub fn tests() -> Vec<(&'static str, TestBody)> {
     vec![
@@ -71,23 +70,11 @@ async fn until_end(subscription: &mut Subscription) -> (Status, Vec<proto::Deliv
 fn max_age_token(status: &Status) -> String {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(error_reason(status).as_deref(), Some("STREAM_MAX_AGE"));
-    status
-        .get_error_details()
-        .error_info()
-        .and_then(|info| info.metadata.get("resume_token").cloned())
-        .expect("the final status carries a resume token")
+    crate::resilience::token_of(status)
 }
 
 fn resume(token: String) -> Option<StartPosition> {
-    Some(StartPosition {
-        kind: Some(start_position::Kind::ResumeToken(token)),
-    })
-}
-
-fn named(name: &str) -> Option<proto::Consumer> {
-    Some(proto::Consumer {
-        kind: Some(consumer::Kind::Name(name.to_owned())),
-    })
+    crate::subscribe::start(start_position::Kind::ResumeToken(token))
 }
 
 /// Ten of twenty messages delivered, the first five acknowledged through
@@ -195,13 +182,7 @@ async fn group_failover(env: Env) {
     let doomed = GatewayProcess::start(&env.iggy.connection_string, &[]).await;
     let (stream, topic) = crate::support::new_topic(&env, &survivor, 2).await;
     let group = env.unique("group");
-    let mut member = request(
-        &stream,
-        &topic,
-        Some(proto::Consumer {
-            kind: Some(consumer::Kind::Group(group.clone())),
-        }),
-    );
+    let mut member = request(&stream, &topic, crate::subscribe::group(&group));
     member.create_group = true;
     member.ack_mode = AckMode::Manual as i32;
     member.batch_size = 5;

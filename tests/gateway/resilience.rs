@@ -35,7 +35,7 @@ fn reader(name: &str) -> Option<proto::Consumer> {
 }
 
 /// The resume token in an ended stream's ErrorInfo metadata.
-fn token_of(status: &tonic::Status) -> String {
+pub fn token_of(status: &tonic::Status) -> String {
     status
         .get_error_details()
         .error_info()

@@ -89,19 +89,19 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
     ]
 }
 
-fn named(value: &str) -> Option<proto::Consumer> {
+pub fn named(value: &str) -> Option<proto::Consumer> {
     Some(proto::Consumer {
         kind: Some(consumer::Kind::Name(value.into())),
     })
 }
 
-fn group(value: &str) -> Option<proto::Consumer> {
+pub fn group(value: &str) -> Option<proto::Consumer> {
     Some(proto::Consumer {
         kind: Some(consumer::Kind::Group(value.into())),
     })
 }
 
-fn start(kind: start_position::Kind) -> Option<StartPosition> {
+pub fn start(kind: start_position::Kind) -> Option<StartPosition> {
     Some(StartPosition { kind: Some(kind) })
 }
 

@@ -4,7 +4,7 @@
 
 use super::Bench;
 use crate::{
-    messages::{create_topic, grpc_message, id, now_micros, rid, sdk_message},
+    messages::{age, create_topic, grpc_message, id, now_micros, rid, sdk_message},
     processes::{FLOOR_SERVER, Helper, tonic_endpoint},
     report::Row,
 };
@@ -98,11 +98,7 @@ pub async fn deliver(bench: &Bench) -> Vec<Row> {
                 {
                     let now = now_micros();
                     for message in batch.messages {
-                        let mut sent = [0u8; 8];
-                        sent.copy_from_slice(&message.payload[..8]);
-                        latencies.push(Duration::from_micros(
-                            now.saturating_sub(u64::from_le_bytes(sent)),
-                        ));
+                        latencies.push(age(&message.payload, now));
                     }
                 }
             }

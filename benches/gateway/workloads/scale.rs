@@ -8,7 +8,7 @@
 
 use super::Bench;
 use crate::{
-    messages::{create_topic, id, now_micros, rid, sdk_message},
+    messages::{age, create_topic, id, now_micros, rid, sdk_message},
     processes::{memory_kib, tonic_endpoint},
     report::Row,
 };
@@ -337,11 +337,7 @@ async fn probe_latency(
                 if let Some(Kind::Batch(batch)) = response.kind {
                     let now = now_micros();
                     for message in batch.messages {
-                        let mut at = [0u8; 8];
-                        at.copy_from_slice(&message.payload[..8]);
-                        latencies.push(Duration::from_micros(
-                            now.saturating_sub(u64::from_le_bytes(at)),
-                        ));
+                        latencies.push(age(&message.payload, now));
                     }
                 }
             }
