@@ -43,6 +43,7 @@ fn request_bytes() -> Bytes {
                 partitioning: None,
             })
             .collect(),
+        idempotent: false,
     };
     Bytes::from(request.encode_to_vec())
 }
@@ -54,6 +55,7 @@ fn results() -> Vec<BatchEntryResult> {
                 id: UUID.into(),
                 partition_id: 1,
                 offset: Some(1_000_000 + offset),
+                duplicate: false,
             })),
         })
         .collect()

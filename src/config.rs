@@ -30,6 +30,9 @@ pub struct Config {
     pub partition_cache_ttl: Duration,
     /// How long GetStats answers from its cache before asking Iggy again.
     pub stats_ttl: Duration,
+    /// How long after Iggy stored a message an idempotent publish of its id
+    /// is answered as a duplicate rather than stored again.
+    pub idempotency_window: Duration,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
     /// Off by default in the library; the binary's default is `0.0.0.0:50052`.
     pub metrics_listen: Option<SocketAddr>,
@@ -46,6 +49,7 @@ impl Default for Config {
             transport: TransportConfig::default(),
             partition_cache_ttl: Duration::from_secs(1),
             stats_ttl: Duration::from_secs(5),
+            idempotency_window: Duration::from_secs(120),
             metrics_listen: None,
         }
     }

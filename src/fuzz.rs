@@ -114,13 +114,15 @@ fn batch_request() -> impl Strategy<Value = PublishBatchRequest> {
                 }),
             0..12,
         ),
+        any::<bool>(),
     )
         .prop_map(
-            |(stream, topic, partitioning, messages)| PublishBatchRequest {
+            |(stream, topic, partitioning, messages, idempotent)| PublishBatchRequest {
                 stream,
                 topic,
                 partitioning,
                 messages,
+                idempotent,
             },
         )
 }
@@ -155,13 +157,17 @@ fn entry_result() -> impl Strategy<Value = BatchEntryResult> {
         (
             prop_oneof![Just(String::new()), ".{0,40}", ".{60,80}"],
             any::<u32>(),
-            option::of(any::<u64>())
+            option::of(any::<u64>()),
+            any::<bool>(),
         )
-            .prop_map(|(id, partition_id, offset)| Outcome::Stored(PublishResult {
-                id,
-                partition_id,
-                offset,
-            })),
+            .prop_map(|(id, partition_id, offset, duplicate)| {
+                Outcome::Stored(PublishResult {
+                    id,
+                    partition_id,
+                    offset,
+                    duplicate,
+                })
+            }),
         (any::<i32>(), ".{0,12}", ".{0,20}").prop_map(|(code, reason, message)| {
             Outcome::Error(EntryError {
                 code,

@@ -124,6 +124,7 @@ impl BareGateway {
                     id: id.hyphenated().to_string(),
                     partition_id: partition,
                     offset: None,
+                    duplicate: false,
                 })),
             })
             .collect();

@@ -79,7 +79,24 @@ pub fn batch_request(stream: &str, topic: &str, partition: u32) -> proto::Publis
                 partitioning: None,
             })
             .collect(),
+        idempotent: false,
     }
+}
+
+/// The same batch published idempotently: every message carries a fresh id.
+pub fn idempotent_batch_request(
+    stream: &str,
+    topic: &str,
+    partition: u32,
+) -> proto::PublishBatchRequest {
+    let mut request = batch_request(stream, topic, partition);
+    request.idempotent = true;
+    for entry in &mut request.messages {
+        if let Some(message) = entry.message.as_mut() {
+            message.id = uuid::Uuid::new_v4().to_string();
+        }
+    }
+    request
 }
 
 /// Creates `stream` if needed and `topic` in it with `partitions`.

@@ -168,6 +168,17 @@ fn print_comparisons(rows: &[Row]) {
             }
         }
         let rate = |mode| find_row(rows, workload, mode).map(|r| r.rate);
+        let cpu = |mode| find_row(rows, workload, mode).and_then(|r| r.cpu);
+        if let (Some([_, plain, plain_iggy]), Some([_, checked, checked_iggy])) =
+            (cpu("gateway"), cpu("idempotent"))
+        {
+            println!(
+                "{workload}: idempotent costs the gateway {:+.2} us/msg and iggy-server {:+.2} us/msg; rate {:.2} of gateway",
+                checked - plain,
+                checked_iggy - plain_iggy,
+                rate("idempotent").unwrap_or_default() / rate("gateway").unwrap_or(f64::NAN)
+            );
+        }
         if let (Some(gateway), Some(http)) = (rate("gateway"), rate("http")) {
             println!("{workload}: gateway / http = {:.2}", gateway / http);
         }

@@ -10,7 +10,7 @@ mod poll;
 mod publish;
 pub mod subscribe;
 
-pub use publish::{PartitionRouter, PublishLimits, Publisher, key_partition};
+pub use publish::{Idempotency, PartitionRouter, PublishLimits, Publisher, key_partition};
 
 use crate::{
     edge::{CallContext, Principal, RateLimits, Refusal, Traceparent, access},
@@ -100,19 +100,20 @@ impl Messaging {
         Ok(())
     }
 
-    /// Publishes validated `entries` for `caller`: admitted against the
-    /// caller's message rate, then sent within the client's deadline.
+    /// Publishes validated `entries` for `caller` (idempotently, or not):
+    /// admitted against the caller's message rate, then sent within the
+    /// client's deadline.
     async fn send(
         &self,
         caller: &Caller,
         deadline: Option<Duration>,
-        stream: &Identifier,
-        topic: &Identifier,
+        (stream, topic): (&Identifier, &Identifier),
         entries: Entries,
+        idempotent: bool,
     ) -> Result<Vec<EntryResult>, GatewayError> {
         self.admit_messages(caller, entries.len())?;
-        let sent =
-            deadline::write_within(deadline, self.publisher.publish(stream, topic, entries)).await;
+        let publish = self.publisher.publish(stream, topic, entries, idempotent);
+        let sent = deadline::write_within(deadline, publish).await;
         // Iggy answers a publish to a missing stream or topic with a
         // partition error: say which is missing, for the whole call.
         let named = Named::topic(stream, topic);
@@ -146,16 +147,21 @@ impl Messaging {
             request.partitioning.as_ref(),
             &Route::Balanced,
         )?;
-        let outgoing = publish::build(
-            &FieldPath::root("message"),
-            request.message,
-            &self.limits,
-            caller.stamp(),
-        )?;
-        let entries = Entries::from(Entry { route, outgoing });
+        let field = FieldPath::root("message");
+        if request.idempotent {
+            require_id(&field, request.message.as_ref())?;
+        }
+        let outgoing = publish::build(&field, request.message, &self.limits, caller.stamp())?;
+        let entry = Entry { route, outgoing }.idempotent_if(request.idempotent);
         let result = single(
-            self.send(&caller, deadline, &stream, &topic, entries)
-                .await?,
+            self.send(
+                &caller,
+                deadline,
+                (&stream, &topic),
+                Entries::from(entry),
+                request.idempotent,
+            )
+            .await?,
         )?;
         Ok(proto::PublishResponse {
             result: Some(result),
@@ -179,24 +185,25 @@ impl Messaging {
         )?;
         let messages = FieldPath::root("messages");
         let mut entries = Entries::with_capacity(request.messages.len());
+        let idempotent = request.idempotent;
         for (index, entry) in request.messages.into_iter().enumerate() {
             let field = messages.index(index);
-            entries.push(Entry {
+            let message = field.field("message");
+            if idempotent {
+                require_id(&message, entry.message.as_ref())?;
+            }
+            let entry = Entry {
                 route: Route::parse(
                     &field.field("partitioning"),
                     entry.partitioning.as_ref(),
                     &default_route,
                 )?,
-                outgoing: publish::build(
-                    &field.field("message"),
-                    entry.message,
-                    &self.limits,
-                    caller.stamp(),
-                )?,
-            });
+                outgoing: publish::build(&message, entry.message, &self.limits, caller.stamp())?,
+            };
+            entries.push(entry.idempotent_if(idempotent));
         }
         let results = self
-            .send(&caller, deadline, &stream, &topic, entries)
+            .send(&caller, deadline, (&stream, &topic), entries, idempotent)
             .await?;
         Ok(proto::PublishBatchResponse {
             results: batch_results(results),
@@ -228,7 +235,7 @@ impl Messaging {
             outgoing: event.outgoing,
         });
         let result = single(
-            self.send(&caller, deadline, &stream, &topic, entries)
+            self.send(&caller, deadline, (&stream, &topic), entries, false)
                 .await?,
         )?;
         Ok(proto::PublishEventResponse {
@@ -265,7 +272,7 @@ impl Messaging {
             })
             .collect::<Result<Entries, GatewayError>>()?;
         let results = self
-            .send(&caller, deadline, &stream, &topic, entries)
+            .send(&caller, deadline, (&stream, &topic), entries, false)
             .await?;
         Ok(proto::PublishEventBatchResponse {
             results: batch_results(results),
@@ -303,6 +310,17 @@ impl Caller {
 }
 
 /// The one result of a single publish, as the call's own outcome.
+/// An idempotent publish needs the id it is checked by.
+fn require_id(field: &FieldPath<'_>, message: Option<&proto::Message>) -> Result<(), GatewayError> {
+    match message {
+        Some(message) if message.id.is_empty() => Err(GatewayError::invalid(
+            field.field("id"),
+            "is required when idempotent is set: the id is the idempotency key",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn single(results: Vec<EntryResult>) -> Result<proto::PublishResult, GatewayError> {
     results.into_iter().next().unwrap_or_else(|| {
         Err(GatewayError::Internal(

@@ -21,17 +21,18 @@ use prost::encoding::{WireType, encoded_len_varint, message};
 /// The answer's field number of its results.
 const RESULTS_FIELD: u32 = 1;
 /// Keys: the answer's results, a result's `stored` outcome, and a stored
-/// result's `id`, `partition_id` and `offset`.
+/// result's `id`, `partition_id`, `offset` and `duplicate`.
 const RESULT_KEY: u8 = field_key(RESULTS_FIELD as u8, WireType::LengthDelimited);
 const STORED_KEY: u8 = field_key(1, WireType::LengthDelimited);
 const ID_KEY: u8 = field_key(1, WireType::LengthDelimited);
 const PARTITION_KEY: u8 = field_key(2, WireType::Varint);
 const OFFSET_KEY: u8 = field_key(3, WireType::Varint);
+const DUPLICATE_KEY: u8 = field_key(4, WireType::Varint);
 /// Longest id written by hand; longer ones (never the gateway's own UUIDs)
 /// go through prost, so a stored result always fits its 96-byte
-/// [`Scratch`]: at most 87 bytes, of an id key and length (2), the id, a
-/// partition (6) and an offset (11), wrapped twice in a key and a one-byte
-/// length (4).
+/// [`Scratch`]: at most 89 bytes, of an id key and length (2), the id, a
+/// partition (6), an offset (11) and a duplicate flag (2), wrapped twice in
+/// a key and a one-byte length (4).
 const MAX_ID_BYTES: usize = 64;
 
 /// The encoded length of `results` as field 1 of an answer.
@@ -62,6 +63,7 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
                     id,
                     partition_id,
                     offset,
+                    duplicate,
                 } = stored;
                 scratch.bytes_field(ID_KEY, id.as_bytes());
                 scratch.varint_field(PARTITION_KEY, u64::from(*partition_id));
@@ -69,6 +71,7 @@ pub fn encode(results: &[BatchEntryResult], buf: &mut impl BufMut) {
                     scratch.put(OFFSET_KEY);
                     scratch.varint(offset);
                 }
+                scratch.varint_field(DUPLICATE_KEY, u64::from(*duplicate));
                 buf.put_slice(scratch.written());
             }
             None => message::encode(RESULTS_FIELD, result, buf),
@@ -85,16 +88,21 @@ fn stored(result: &BatchEntryResult) -> Option<&PublishResult> {
     }
 }
 
-/// The length of `stored` itself; prost leaves out an empty id and a zero
-/// partition, and writes an offset whenever it is set.
+/// The length of `stored` itself; prost leaves out an empty id, a zero
+/// partition and a false duplicate flag, and writes an offset whenever it
+/// is set.
 fn stored_len(stored: &PublishResult) -> usize {
     let PublishResult {
         id,
         partition_id,
         offset,
+        duplicate,
     } = stored;
     let offset = offset.map_or(0, |offset| 1 + encoded_len_varint(offset));
-    bytes_field_len(id.len()) + varint_field_len(u64::from(*partition_id)) + offset
+    bytes_field_len(id.len())
+        + varint_field_len(u64::from(*partition_id))
+        + offset
+        + varint_field_len(u64::from(*duplicate))
 }
 
 #[cfg(test)]
@@ -109,6 +117,18 @@ mod tests {
                 id: id.into(),
                 partition_id,
                 offset,
+                duplicate: false,
+            })),
+        }
+    }
+
+    fn duplicate(id: &str, partition_id: u32, offset: u64) -> BatchEntryResult {
+        BatchEntryResult {
+            outcome: Some(Outcome::Stored(PublishResult {
+                id: id.into(),
+                partition_id,
+                offset: Some(offset),
+                duplicate: true,
             })),
         }
     }
@@ -132,6 +152,8 @@ mod tests {
             stored(&"x".repeat(MAX_ID_BYTES), 1, Some(2)),
             stored(&"y".repeat(MAX_ID_BYTES + 1), 1, Some(2)),
             stored(&"z".repeat(300), 2, Some(3)),
+            duplicate(uuid, u32::MAX, u64::MAX),
+            duplicate(&"x".repeat(MAX_ID_BYTES), 0, 0),
             BatchEntryResult {
                 outcome: Some(Outcome::Error(EntryError {
                     code: 5,

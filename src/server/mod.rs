@@ -16,7 +16,7 @@ use crate::{
         RateLimitLayer,
     },
     messaging::{
-        Messaging, PartitionRouter, Publisher,
+        Idempotency, Messaging, PartitionRouter, Publisher,
         subscribe::{Subscriptions, Wakeups},
     },
     metrics,
@@ -153,7 +153,12 @@ pub async fn serve(
     let messaging = Messaging::new(
         pool.clone(),
         Arc::clone(&router),
-        Publisher::new(pool.clone(), router, wakeups),
+        Publisher::new(
+            pool.clone(),
+            router,
+            wakeups,
+            Arc::new(Idempotency::new(config.idempotency_window)),
+        ),
         config.publish,
         subscriptions,
         config.subscribe.clone(),

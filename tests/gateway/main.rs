@@ -13,6 +13,7 @@ mod docs;
 mod edge;
 mod embedded;
 mod health;
+mod idempotent;
 mod iggy_facts;
 mod mesh;
 mod moving;
@@ -41,6 +42,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(pool::tests());
     tests.extend(publish::tests());
     tests.extend(outcome::tests());
+    tests.extend(idempotent::tests());
     tests.extend(subscribe::tests());
     tests.extend(consume::tests());
     tests.extend(resilience::tests());

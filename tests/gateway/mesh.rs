@@ -156,6 +156,7 @@ async fn delivery(env: Env) {
                         payload: payload.clone(),
                         headers: Default::default(),
                     }),
+                    idempotent: false,
                 })
                 .await
                 .expect("publish through the balancer");

@@ -234,6 +234,7 @@ async fn call(clients: &mut Clients, rpc: Rpc, names: &Names) -> Result<(), Stat
                 topic,
                 partitioning,
                 message: message(),
+                idempotent: false,
             })
             .await
             .map(drop),
@@ -247,6 +248,7 @@ async fn call(clients: &mut Clients, rpc: Rpc, names: &Names) -> Result<(), Stat
                         message: message(),
                         partitioning,
                     }],
+                    idempotent: false,
                 })
                 .await?
                 .into_inner();

@@ -40,6 +40,7 @@ fn publish(stream: &str, topic: &str) -> proto::PublishRequest {
             payload: Bytes::from_static(b"maybe stored"),
             headers: Default::default(),
         }),
+        idempotent: false,
     }
 }
 

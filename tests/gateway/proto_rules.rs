@@ -60,6 +60,7 @@ async fn every_stated_rule(env: Env) {
             topic: by_name(&topic),
             partitioning: partitioning.map(|kind| proto::Partitioning { kind: Some(kind) }),
             message: Some(message),
+            idempotent: false,
         };
     let event = |event: proto::Event| proto::PublishEventRequest {
         stream: by_name(&stream),
@@ -148,6 +149,7 @@ async fn every_stated_rule(env: Env) {
         topic: by_name(&topic),
         partitioning: None,
         messages: Vec::new(),
+        idempotent: false,
     };
     results.push((
         "batch: 1 entry at least",

@@ -104,6 +104,7 @@ async fn round_trip(env: Env) {
                 payload: Bytes::from_static(b"hello iggy"),
                 headers: sent_headers.clone(),
             }),
+            idempotent: false,
         })
         .await
         .expect("publish")
@@ -141,6 +142,7 @@ async fn balanced(env: Env) {
                 topic: name(&topic),
                 partitioning: None,
                 message: message(&format!("m{i}")),
+                idempotent: false,
             })
             .await
             .expect("publish")
@@ -174,6 +176,7 @@ async fn keys_match_sdk(env: Env) {
                 topic: name(&topic),
                 partitioning: key(customer),
                 message: message("via gateway"),
+                idempotent: false,
             })
             .await
             .expect("publish")
@@ -235,6 +238,7 @@ async fn batch_order(env: Env) {
             topic: name(&topic),
             partitioning: None,
             messages: entries,
+            idempotent: false,
         })
         .await
         .expect("batch")
@@ -309,6 +313,7 @@ async fn batch_partial(env: Env) {
             topic: name(&topic),
             partitioning: None,
             messages: entries,
+            idempotent: false,
         })
         .await
         .expect("batch")
@@ -338,6 +343,7 @@ async fn bad_input(env: Env) {
             topic: name(&topic),
             partitioning,
             message,
+            idempotent: false,
         }
     };
     let with = |id: &str, payload: Vec<u8>, headers: Vec<(&str, Kind)>| {
@@ -419,6 +425,7 @@ async fn bad_input(env: Env) {
                 topic: name(&env.unique("missing")),
                 partitioning: None,
                 message: message("x"),
+                idempotent: false,
             })
             .await,
         Code::NotFound,
@@ -431,6 +438,7 @@ async fn bad_input(env: Env) {
                 topic: name(&topic),
                 partitioning: partition(0),
                 message: message("x"),
+                idempotent: false,
             })
             .await,
         Code::NotFound,
@@ -447,6 +455,7 @@ async fn bad_input(env: Env) {
                         partitioning: None,
                     })
                     .collect(),
+                idempotent: false,
             })
             .await,
         Code::InvalidArgument,
@@ -471,6 +480,7 @@ async fn bad_input(env: Env) {
                         partitioning: None,
                     },
                 ],
+                idempotent: false,
             })
             .await,
         Code::InvalidArgument,
@@ -507,6 +517,7 @@ async fn size_limit(env: Env) {
                 partitioning: None,
             })
             .collect(),
+        idempotent: false,
     };
     let mut client = gateway.messaging();
     let refused = expect_code(client.publish_batch(batch(100)).await, Code::OutOfRange);
@@ -518,6 +529,7 @@ async fn size_limit(env: Env) {
                 topic: name(&topic),
                 partitioning: partition(0),
                 message: message(&"x".repeat(100 * 1024)),
+                idempotent: false,
             })
             .await,
         Code::OutOfRange,
@@ -555,6 +567,7 @@ async fn partition_changes(env: Env) {
         topic: name(&topic),
         partitioning: key(&key_text),
         message: message(&key_text),
+        idempotent: false,
     };
 
     // Grown through the gateway: the new count applies at once.
@@ -610,6 +623,7 @@ async fn partition_changes(env: Env) {
                 topic: name(&topic),
                 partitioning: None,
                 message: message("balanced"),
+                idempotent: false,
             })
             .await
             .expect("balanced publish after shrinking")

@@ -185,6 +185,7 @@ async fn batch_in_small_frames(env: Env) {
         topic: by_name(&topic),
         partitioning: None,
         messages: entries.clone(),
+        idempotent: false,
     };
     let body = grpc_frame(&request.encode_to_vec(), false);
     // One frame of the whole body, HTTP/2's default 16 KiB, and 100 bytes.

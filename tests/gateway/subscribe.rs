@@ -135,6 +135,7 @@ pub async fn fill(
             topic: name(topic),
             partitioning: None,
             messages,
+            idempotent: false,
         })
         .await
         .expect("publish")

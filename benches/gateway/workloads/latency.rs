@@ -114,6 +114,7 @@ pub async fn deliver(bench: &Bench) -> Vec<Row> {
                         topic: rid(topic),
                         partitioning: None,
                         message: grpc_message(),
+                        idempotent: false,
                     })
                     .await
                     .expect("publish");
@@ -214,6 +215,7 @@ fn gateway_publish(client: &MessagingServiceClient<Channel>) -> Call {
                         kind: Some(partitioning::Kind::PartitionId(0)),
                     }),
                     message: grpc_message(),
+                    idempotent: false,
                 })
                 .await
                 .expect("publish");

@@ -4,11 +4,11 @@
 use super::Bench;
 use crate::{
     measure::{measure, take_turns},
-    messages::{BATCH, batch_request, create_topic, id, sdk_message},
+    messages::{BATCH, batch_request, create_topic, id, idempotent_batch_request, sdk_message},
     report::Row,
 };
 use iggy::prelude::{IggyClient, IggyMessage, MessageClient, Partitioning, TopicClient};
-use iggy_grpc::proto::messaging_service_client::MessagingServiceClient;
+use iggy_grpc::proto::{PublishBatchRequest, messaging_service_client::MessagingServiceClient};
 use std::{sync::Arc, time::Instant};
 use tonic::transport::Channel;
 
@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 /// direct SDK client through a bare byte relay in its own process (the floor
 /// of any gateway that runs as a process of its own), and `bare` the
 /// generated service on tonic's stock codec forwarding to the SDK (what the
-/// stack alone allows).
-const PATHS: [&str; 5] = ["direct", "relay", "bare", "gateway", "http"];
+/// stack alone allows); `idempotent` is the gateway with every batch
+/// published idempotently (each message with an id of its own).
+const PATHS: [&str; 6] = ["direct", "relay", "bare", "gateway", "idempotent", "http"];
 
 pub async fn run(bench: &Bench) -> Vec<Row> {
     let (clients, batches) = (bench.settings.clients, bench.settings.batches);
@@ -29,8 +30,23 @@ pub async fn run(bench: &Bench) -> Vec<Row> {
             match mode {
                 "direct" => publish_sdk(&bench.tcp_clients, "bench", &topic, batches).await,
                 "relay" => publish_sdk(&bench.relay_clients, "bench", &topic, batches).await,
-                "gateway" => publish_gateway(&bench.channels, "bench", &topic, batches).await,
-                "bare" => publish_gateway(&bench.bare_channels, "bench", &topic, batches).await,
+                "gateway" => {
+                    publish_gateway(&bench.channels, "bench", &topic, batches, batch_request).await
+                }
+                "idempotent" => {
+                    let (channels, request) = (&bench.channels, idempotent_batch_request);
+                    publish_gateway(channels, "bench", &topic, batches, request).await
+                }
+                "bare" => {
+                    publish_gateway(
+                        &bench.bare_channels,
+                        "bench",
+                        &topic,
+                        batches,
+                        batch_request,
+                    )
+                    .await
+                }
                 _ => publish_sdk(&bench.http_clients, "bench", &topic, batches).await,
             }
         })
@@ -85,8 +101,15 @@ pub async fn publish_sdk(
     (clients.len() as u64 * batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The same batched publish through a gateway (ours or the bare one).
-async fn publish_gateway(channels: &[Channel], stream: &str, topic: &str, batches: u64) -> f64 {
+/// The same batched publish through a gateway (ours or the bare one), each
+/// call's request made by `request`.
+async fn publish_gateway(
+    channels: &[Channel],
+    stream: &str,
+    topic: &str,
+    batches: u64,
+    request: fn(&str, &str, u32) -> PublishBatchRequest,
+) -> f64 {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, channel) in channels.iter().enumerate() {
@@ -97,7 +120,7 @@ async fn publish_gateway(channels: &[Channel], stream: &str, topic: &str, batche
         tasks.push(tokio::spawn(async move {
             for _ in 0..batches {
                 let results = client
-                    .publish_batch(batch_request(&stream, &topic, index as u32))
+                    .publish_batch(request(&stream, &topic, index as u32))
                     .await
                     .expect("publish batch")
                     .into_inner()

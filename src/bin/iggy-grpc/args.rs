@@ -90,6 +90,11 @@ pub struct Args {
     #[arg(long, env = "IGGY_GRPC_PARTITION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub partition_cache_ttl: Duration,
 
+    /// How long after Iggy stored a message an idempotent publish of its id
+    /// is answered as a duplicate rather than stored again (1s-24h).
+    #[arg(long, env = "IGGY_GRPC_IDEMPOTENCY_WINDOW", default_value = "2m", value_parser = parse_idempotency_window)]
+    pub idempotency_window: Duration,
+
     /// Most concurrent Subscribe and Consume streams; more are refused with
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "IGGY_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 10_000,
@@ -232,6 +237,15 @@ fn optional_address(text: &str) -> Result<OptionalAddress, String> {
         .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:50052 (or empty for off)"))
 }
 
+/// The idempotency window: a duration of 1 s to 24 h.
+fn parse_idempotency_window(text: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&window) {
+        return Err(format!("`{text}` is outside 1s-24h"));
+    }
+    Ok(window)
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -305,6 +319,7 @@ impl Args {
                 }),
             },
             partition_cache_ttl: self.partition_cache_ttl,
+            idempotency_window: self.idempotency_window,
             stats_ttl: self.stats_ttl,
             metrics_listen: self.metrics_listen.0,
         }

@@ -2,9 +2,11 @@
 //! partition gets one `send_messages` call, sent concurrently over the pool,
 //! and answered with one result per entry in request order.
 
+mod idempotency;
 mod outgoing;
 mod route;
 
+pub use idempotency::Idempotency;
 pub use outgoing::{Outgoing, PublishLimits, Stamp, build, message_id};
 pub use route::{PartitionRouter, Route, key_partition};
 
@@ -15,11 +17,16 @@ use crate::{
     metrics, proto,
 };
 use futures_util::future::join_all;
+use idempotency::Seen;
 use iggy::prelude::{
-    Identifier, IggyError, IggyMessage, MessageClient, Partitioning, SendMessagesResponse,
+    Identifier, IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning,
+    SendMessagesResponse,
 };
 use iggy_common::IggyErrorDiscriminants;
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 /// One message to publish and how its partition is chosen.
 #[derive(Debug)]
@@ -37,6 +44,25 @@ pub struct Publisher {
     pool: IggyPool,
     router: Arc<PartitionRouter>,
     wakeups: Arc<Wakeups>,
+    idempotency: Arc<Idempotency>,
+}
+
+impl Entry {
+    /// This entry as an idempotent publish sends it when `idempotent`: a
+    /// balanced one goes to the partition of its id, so every replica
+    /// checks the same partition for it.
+    pub fn idempotent_if(self, idempotent: bool) -> Self {
+        match self.route {
+            Route::Balanced if idempotent => {
+                let id = self.outgoing.message.header.id.to_le_bytes();
+                Self {
+                    route: Route::Key(bytes::Bytes::copy_from_slice(&id)),
+                    outgoing: self.outgoing,
+                }
+            }
+            _ => self,
+        }
+    }
 }
 
 /// Entries to publish, as three parallel vectors: a batch bound for one
@@ -121,27 +147,53 @@ struct Group {
 struct Sent {
     group: Group,
     result: Result<SendMessagesResponse, IggyError>,
+    /// Idempotent entries found stored already, answered without a send.
+    duplicates: Vec<(usize, proto::PublishResult)>,
+    /// Idempotent entries repeating an id sent in this group: the request
+    /// index, and the position in the group of the entry they repeat.
+    repeats: Vec<(usize, usize)>,
+}
+
+impl Sent {
+    fn plain(group: Group, result: Result<SendMessagesResponse, IggyError>) -> Self {
+        Self {
+            group,
+            result,
+            duplicates: Vec::new(),
+            repeats: Vec::new(),
+        }
+    }
 }
 
 impl Publisher {
     /// A publisher over `pool`, routing with `router`, waking this topic's
-    /// subscriptions through `wakeups` after each publish.
-    pub fn new(pool: IggyPool, router: Arc<PartitionRouter>, wakeups: Arc<Wakeups>) -> Self {
+    /// subscriptions through `wakeups` after each publish, checking
+    /// idempotent entries against what `idempotency` has seen.
+    pub fn new(
+        pool: IggyPool,
+        router: Arc<PartitionRouter>,
+        wakeups: Arc<Wakeups>,
+        idempotency: Arc<Idempotency>,
+    ) -> Self {
         Self {
             pool,
             router,
             wakeups,
+            idempotency,
         }
     }
 
-    /// Publishes `entries` to one topic. The outer error is for the whole
-    /// call (unknown stream or topic, Iggy unreachable before anything was
-    /// sent); otherwise each entry has its own result, in request order.
+    /// Publishes `entries` to one topic; with `idempotent`, an entry whose
+    /// id its partition already holds within the window is answered as a
+    /// duplicate instead. The outer error is for the whole call (unknown
+    /// stream or topic, Iggy unreachable before anything was sent);
+    /// otherwise each entry has its own result, in request order.
     pub async fn publish(
         &self,
         stream: &Identifier,
         topic: &Identifier,
         entries: Entries,
+        idempotent: bool,
     ) -> Result<Vec<EntryResult>, GatewayError> {
         let mut results: Vec<Option<EntryResult>> = (0..entries.len()).map(|_| None).collect();
         // The entries still to send and their places in the request: at
@@ -161,36 +213,69 @@ impl Publisher {
                     refresh,
                 )
                 .await?;
-            let sends = groups
-                .into_iter()
-                .map(|group| self.send(stream.clone(), topic.clone(), group));
+            let sends = groups.into_iter().map(|group| {
+                let (stream, topic) = (stream.clone(), topic.clone());
+                async move {
+                    if idempotent {
+                        self.send_idempotent(stream, topic, group).await
+                    } else {
+                        self.send(stream, topic, group).await
+                    }
+                }
+            });
             for sent in join_all(sends).await {
+                if let Ok(sent) = &sent {
+                    for (index, duplicate) in &sent.duplicates {
+                        results[*index] = Some(Ok(duplicate.clone()));
+                    }
+                }
                 match sent {
                     Ok(Sent {
                         group,
                         result: Ok(response),
+                        repeats,
+                        ..
                     }) => {
                         let base = response
                             .confirmations
                             .iter()
                             .find(|c| c.partition_id == group.partition)
                             .map(|c| c.base_offset);
-                        for (position, (index, id)) in
-                            group.indices.into_iter().zip(group.entries.ids).enumerate()
-                        {
-                            results[index] = Some(Ok(proto::PublishResult {
+                        let stored: Vec<proto::PublishResult> = group
+                            .entries
+                            .ids
+                            .into_iter()
+                            .enumerate()
+                            .map(|(position, id)| proto::PublishResult {
                                 id,
                                 partition_id: group.partition,
                                 offset: base.map(|base| base + position as u64),
-                            }));
+                                duplicate: false,
+                            })
+                            .collect();
+                        for (index, position) in repeats {
+                            if let Some(first) = stored.get(position) {
+                                results[index] = Some(Ok(proto::PublishResult {
+                                    duplicate: true,
+                                    ..first.clone()
+                                }));
+                            }
+                        }
+                        for (index, result) in group.indices.into_iter().zip(stored) {
+                            results[index] = Some(Ok(result));
                         }
                     }
                     Ok(Sent {
                         group,
                         result: Err(error),
+                        repeats,
+                        ..
                     }) if !refresh && is_missing_partition(&error) => {
                         self.router.invalidate_all();
                         let error = send_error(error, stream, topic, group.partition);
+                        for (index, _) in repeats {
+                            results[index] = Some(Err(error.clone()));
+                        }
                         for (index, entry) in
                             group.indices.into_iter().zip(group.entries.into_entries())
                         {
@@ -205,9 +290,15 @@ impl Publisher {
                     Ok(Sent {
                         group,
                         result: Err(error),
+                        repeats,
+                        ..
                     }) => {
                         let error = GatewayError::from_write(error);
-                        for index in group.indices {
+                        for index in group
+                            .indices
+                            .into_iter()
+                            .chain(repeats.into_iter().map(|r| r.0))
+                        {
                             results[index] = Some(Err(error.clone()));
                         }
                     }
@@ -283,13 +374,163 @@ impl Publisher {
                         let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
                         metrics::count_published(messages.len() as u64, bytes as u64);
                     }
-                    Sent { group, result }
+                    Sent::plain(group, result)
                 },
                 |sent: &Sent| sent.result.as_ref().is_err_and(is_connection_lost),
             )
             .await
             .map_err(|error| (indices, error))
     }
+
+    /// One partition's idempotent entries: what the partition holds within
+    /// the window is read first, entries whose id it holds are answered as
+    /// duplicates, and the rest sent. Runs to the end in a task of its own
+    /// with the partition locked, even when the caller gives up, so the
+    /// next idempotent send to the partition sees this one's outcome.
+    async fn send_idempotent(
+        &self,
+        stream: Identifier,
+        topic: Identifier,
+        group: Group,
+    ) -> Result<Sent, (Vec<usize>, GatewayError)> {
+        let indices = group.indices.clone();
+        let publisher = self.clone();
+        let task = tokio::spawn(async move {
+            let idempotency = Arc::clone(&publisher.idempotency);
+            let seen = idempotency.partition(&stream, &topic, group.partition);
+            let mut seen = seen.lock().await;
+            let partition = group.partition;
+            let (fresh, duplicates, repeats) =
+                match publisher.check(&stream, &topic, group, &mut seen).await {
+                    Ok(checked) => checked,
+                    Err((indices, error)) => return Err((indices, error)),
+                };
+            let mut sent = if fresh.entries.is_empty() {
+                Sent::plain(
+                    fresh,
+                    Ok(SendMessagesResponse {
+                        confirmations: Vec::new(),
+                    }),
+                )
+            } else {
+                publisher.send(stream, topic, fresh).await?
+            };
+            if let Ok(response) = &sent.result
+                && let Some(base) = response
+                    .confirmations
+                    .iter()
+                    .find(|c| c.partition_id == partition)
+                    .map(|c| c.base_offset)
+            {
+                let now = IggyTimestamp::now().as_micros();
+                for (position, message) in sent.group.entries.messages.iter().enumerate() {
+                    seen.record(message.header.id, base + position as u64, now);
+                }
+                seen.sent(base, sent.group.entries.len() as u64);
+            }
+            sent.duplicates = duplicates;
+            sent.repeats = repeats;
+            Ok(sent)
+        });
+        task.await.unwrap_or_else(|error| {
+            Err((
+                indices,
+                GatewayError::Internal(format!("idempotent send failed: {error}")),
+            ))
+        })
+    }
+
+    /// Splits `group` into the entries to send, those whose id the
+    /// partition holds (answered with the stored copy, once Iggy confirms
+    /// that offset still holds that id), and those repeating an id earlier
+    /// in the group.
+    async fn check(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: Group,
+        seen: &mut Seen,
+    ) -> Result<Checked, (Vec<usize>, GatewayError)> {
+        let fail = |group: &Group, error| (group.indices.clone(), error);
+        let idempotency = &self.idempotency;
+        let partition = group.partition;
+        for attempt in 0..2 {
+            if let Err(error) = idempotency
+                .catch_up(&self.pool, stream, topic, partition, seen)
+                .await
+            {
+                return Err(fail(&group, error));
+            }
+            let since = idempotency.since(IggyTimestamp::now().as_micros());
+            let mut confirmed = true;
+            for message in &group.entries.messages {
+                let id = message.header.id;
+                if let Some(offset) = seen.find(id, since) {
+                    match idempotency
+                        .holds(&self.pool, stream, topic, partition, offset, id)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => confirmed = false,
+                        Err(error) => return Err(fail(&group, error)),
+                    }
+                }
+            }
+            if confirmed || attempt == 1 {
+                return Ok(split(group, seen, since));
+            }
+            // The log is not what was read: read the window again.
+            seen.reset();
+        }
+        Ok(split(group, seen, 0))
+    }
+}
+
+/// The entries to send, the duplicates answered, and the repeats within
+/// the group.
+type Checked = (
+    Group,
+    Vec<(usize, proto::PublishResult)>,
+    Vec<(usize, usize)>,
+);
+
+/// Splits a group by what `seen` holds since `since` (see
+/// [`Publisher::check`]).
+fn split(group: Group, seen: &Seen, since: u64) -> Checked {
+    let Group {
+        partition,
+        indices,
+        entries,
+    } = group;
+    let mut fresh = Group {
+        partition,
+        indices: Vec::with_capacity(indices.len()),
+        entries: Entries::with_capacity(indices.len()),
+    };
+    let mut duplicates = Vec::new();
+    let mut repeats = Vec::new();
+    let mut first_in_group: HashMap<u128, usize> = HashMap::new();
+    for (index, entry) in indices.into_iter().zip(entries.into_entries()) {
+        let id = entry.outgoing.message.header.id;
+        if let Some(offset) = seen.find(id, since) {
+            duplicates.push((
+                index,
+                proto::PublishResult {
+                    id: entry.outgoing.id,
+                    partition_id: partition,
+                    offset: Some(offset),
+                    duplicate: true,
+                },
+            ));
+        } else if let Some(&position) = first_in_group.get(&id) {
+            repeats.push((index, position));
+        } else {
+            first_in_group.insert(id, fresh.entries.len());
+            fresh.indices.push(index);
+            fresh.entries.push(entry);
+        }
+    }
+    (fresh, duplicates, repeats)
 }
 
 /// Routes entries (at `positions` in the request) among `count` partitions
