@@ -21,6 +21,9 @@ use std::{
     time::Duration,
 };
 
+/// A map keyed by message id.
+pub type IdMap<V> = HashMap<u128, V, foldhash::fast::RandomState>;
+
 /// Messages read per poll while catching up.
 const CATCH_UP_BATCH: u32 = 1_000;
 /// Most partitions whose ids one replica keeps; beyond it they start over
@@ -34,7 +37,7 @@ pub struct Seen {
     /// messages are.
     next: Option<u64>,
     /// Each id's first stored copy: its offset and when Iggy stored it.
-    ids: HashMap<u128, (u64, u64)>,
+    ids: IdMap<(u64, u64)>,
     /// Ids in the order they were stored, for expiry.
     order: VecDeque<(u64, u128)>,
 }

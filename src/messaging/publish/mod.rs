@@ -17,7 +17,7 @@ use crate::{
     metrics, proto,
 };
 use futures_util::future::join_all;
-use idempotency::Seen;
+use idempotency::{IdMap, Seen};
 use iggy::prelude::{
     Identifier, IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning,
     SendMessagesResponse,
@@ -451,38 +451,67 @@ impl Publisher {
         group: Group,
         seen: &mut Seen,
     ) -> Result<Checked, (Vec<usize>, GatewayError)> {
-        let fail = |group: &Group, error| (group.indices.clone(), error);
         let idempotency = &self.idempotency;
         let partition = group.partition;
+        let mut known = Known::default();
         for attempt in 0..2 {
             if let Err(error) = idempotency
                 .catch_up(&self.pool, stream, topic, partition, seen)
                 .await
             {
-                return Err(fail(&group, error));
+                return Err((group.indices, error));
             }
             let since = idempotency.since(IggyTimestamp::now().as_micros());
+            known = Known::of(&group.entries.messages, seen, since);
             let mut confirmed = true;
-            for message in &group.entries.messages {
-                let id = message.header.id;
-                if let Some(offset) = seen.find(id, since) {
-                    match idempotency
-                        .holds(&self.pool, stream, topic, partition, offset, id)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => confirmed = false,
-                        Err(error) => return Err(fail(&group, error)),
-                    }
+            for (position, offset) in &known.stored {
+                let id = group.entries.messages[*position].header.id;
+                match idempotency
+                    .holds(&self.pool, stream, topic, partition, *offset, id)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => confirmed = false,
+                    Err(error) => return Err((group.indices, error)),
                 }
             }
             if confirmed || attempt == 1 {
-                return Ok(split(group, seen, since));
+                break;
             }
             // The log is not what was read: read the window again.
             seen.reset();
         }
-        Ok(split(group, seen, 0))
+        if known.stored.is_empty() && known.repeats.is_empty() {
+            // The usual batch: every id is new, sent as built.
+            return Ok((group, Vec::new(), Vec::new()));
+        }
+        Ok(split(group, &known))
+    }
+}
+
+/// What a group's ids are: positions whose id the partition holds (with
+/// its offset), and positions repeating an earlier position's id.
+#[derive(Default)]
+struct Known {
+    stored: Vec<(usize, u64)>,
+    repeats: Vec<(usize, usize)>,
+}
+
+impl Known {
+    fn of(messages: &[IggyMessage], seen: &Seen, since: u64) -> Self {
+        let mut known = Self::default();
+        let mut firsts = IdMap::with_capacity_and_hasher(messages.len(), Default::default());
+        for (position, message) in messages.iter().enumerate() {
+            let id = message.header.id;
+            if let Some(offset) = seen.find(id, since) {
+                known.stored.push((position, offset));
+            } else if let Some(&first) = firsts.get(&id) {
+                known.repeats.push((position, first));
+            } else {
+                firsts.insert(id, position);
+            }
+        }
+        known
     }
 }
 
@@ -494,25 +523,28 @@ type Checked = (
     Vec<(usize, usize)>,
 );
 
-/// Splits a group by what `seen` holds since `since` (see
-/// [`Publisher::check`]).
-fn split(group: Group, seen: &Seen, since: u64) -> Checked {
+/// Splits a group by what is [`Known`] of its ids: the entries to send,
+/// the duplicates answered with their stored copy, and the repeats, each
+/// with the position of the entry it repeats in the group sent.
+fn split(group: Group, known: &Known) -> Checked {
     let Group {
         partition,
         indices,
         entries,
     } = group;
+    let stored: HashMap<usize, u64> = known.stored.iter().copied().collect();
+    let repeats: HashMap<usize, usize> = known.repeats.iter().copied().collect();
     let mut fresh = Group {
         partition,
         indices: Vec::with_capacity(indices.len()),
         entries: Entries::with_capacity(indices.len()),
     };
+    // Where each position sent ends up in the group sent.
+    let mut sent_at = HashMap::new();
     let mut duplicates = Vec::new();
-    let mut repeats = Vec::new();
-    let mut first_in_group: HashMap<u128, usize> = HashMap::new();
-    for (index, entry) in indices.into_iter().zip(entries.into_entries()) {
-        let id = entry.outgoing.message.header.id;
-        if let Some(offset) = seen.find(id, since) {
+    let mut repeated = Vec::new();
+    for (position, (index, entry)) in indices.into_iter().zip(entries.into_entries()).enumerate() {
+        if let Some(&offset) = stored.get(&position) {
             duplicates.push((
                 index,
                 proto::PublishResult {
@@ -522,15 +554,17 @@ fn split(group: Group, seen: &Seen, since: u64) -> Checked {
                     duplicate: true,
                 },
             ));
-        } else if let Some(&position) = first_in_group.get(&id) {
-            repeats.push((index, position));
+        } else if let Some(first) = repeats.get(&position) {
+            if let Some(&at) = sent_at.get(first) {
+                repeated.push((index, at));
+            }
         } else {
-            first_in_group.insert(id, fresh.entries.len());
+            sent_at.insert(position, fresh.entries.len());
             fresh.indices.push(index);
             fresh.entries.push(entry);
         }
     }
-    (fresh, duplicates, repeats)
+    (fresh, duplicates, repeated)
 }
 
 /// Routes entries (at `positions` in the request) among `count` partitions
