@@ -71,6 +71,7 @@ fn batch() -> MessageBatch {
                 timestamp_micros: 1_700_000_000_000_000 + offset,
                 headers: Default::default(),
                 payload: Bytes::from(vec![7; 1024]),
+                delivery_attempt: 1,
             })
             .collect(),
         resume_token: "AQAAAAABAAAAQEIPAAAAAAA".into(),

@@ -187,15 +187,19 @@ fn delivered() -> impl Strategy<Value = DeliveredMessage> {
         any::<u64>(),
         prop_oneof![3 => Just(HashMap::new()), 1 => headers()],
         bytes(64),
+        prop_oneof![Just(1u32), any::<u32>()],
     )
         .prop_map(
-            |(partition_id, offset, id, timestamp_micros, headers, payload)| DeliveredMessage {
-                partition_id,
-                offset,
-                id,
-                timestamp_micros,
-                headers,
-                payload,
+            |(partition_id, offset, id, timestamp_micros, headers, payload, delivery_attempt)| {
+                DeliveredMessage {
+                    partition_id,
+                    offset,
+                    id,
+                    timestamp_micros,
+                    headers,
+                    payload,
+                    delivery_attempt,
+                }
             },
         )
 }

@@ -10,7 +10,11 @@ use crate::{
         access::{self, NamesStream},
     },
     error::GatewayError,
-    messaging::subscribe::{Credit, Grant, SessionAcks, Subscriptions},
+    iggy::IggyPool,
+    messaging::{
+        redelivery,
+        subscribe::{Credit, Grant, SessionAcks, Subscriptions},
+    },
     proto::{self, AckOutcome, consume_request, consume_response},
 };
 use std::pin::Pin;
@@ -25,9 +29,12 @@ pub type ConsumeStream =
 /// Ack results waiting to be sent, and credit grants to be applied.
 const QUEUE: usize = 64;
 
-/// Starts a Consume stream from its first request.
+/// Starts a Consume stream from its first request; with
+/// `start.redelivery`, one that also serves nacks and ack deadlines, over
+/// `pool` (see [`redelivery`]).
 pub async fn consume(
     subscriptions: &Subscriptions,
+    pool: &IggyPool,
     principal: &Principal,
     mut requests: Streaming<proto::ConsumeRequest>,
 ) -> Result<ConsumeStream, Status> {
@@ -65,6 +72,19 @@ pub async fn consume(
         }
         None => (None, None),
     };
+    if let Some(redelivery) = &start.redelivery {
+        let policy = redelivery::Policy::parse(redelivery).map_err(GatewayError::into_status)?;
+        return redelivery::consume(
+            subscriptions,
+            pool,
+            subscription,
+            (credit, grants),
+            policy,
+            requests,
+        )
+        .await
+        .map_err(GatewayError::into_status);
+    }
     let (deliveries, acks) = subscriptions
         .start(subscription, credit)
         .await
@@ -151,6 +171,6 @@ fn unsupported(partition_id: u32, offset: u64, what: &str) -> proto::AckResult {
         offset,
         outcome: AckOutcome::Unsupported as i32,
         reason: "UNSUPPORTED".into(),
-        message: format!("a {what} is not served yet"),
+        message: format!("a {what} needs a stream started with redelivery"),
     }
 }

@@ -8,6 +8,7 @@ mod events;
 pub mod headers;
 mod poll;
 mod publish;
+mod redelivery;
 pub mod subscribe;
 
 pub use publish::{Idempotency, PartitionRouter, PublishLimits, Publisher, key_partition};
@@ -362,8 +363,13 @@ impl MessagingService for Messaging {
         request: Request<tonic::Streaming<proto::ConsumeRequest>>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
         let principal = access::principal(&request).map_err(GatewayError::into_status)?;
-        let stream =
-            consume::consume(&self.subscriptions, &principal, request.into_inner()).await?;
+        let stream = consume::consume(
+            &self.subscriptions,
+            &self.pool,
+            &principal,
+            request.into_inner(),
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 

@@ -29,6 +29,7 @@ const OFFSET_KEY: u8 = field_key(2, WireType::Varint);
 const ID_KEY: u8 = field_key(3, WireType::LengthDelimited);
 const TIMESTAMP_KEY: u8 = field_key(4, WireType::Varint);
 const PAYLOAD_KEY: u8 = field_key(6, WireType::LengthDelimited);
+const ATTEMPT_KEY: u8 = field_key(7, WireType::Varint);
 /// Longest id written by hand (the gateway's ids are 36-byte UUIDs); longer
 /// ones go through prost, so a message's fields always fit their 128-byte
 /// [`Scratch`]: at most 116 bytes, of six keys, a partition (5), an offset, a
@@ -100,6 +101,7 @@ impl Measured<'_> {
                 timestamp_micros,
                 headers: _,
                 payload,
+                delivery_attempt,
             } = delivered;
             let mut scratch = Scratch::<128>::default();
             scratch.put(MESSAGE_KEY);
@@ -114,6 +116,9 @@ impl Measured<'_> {
             }
             buf.put_slice(scratch.written());
             buf.put_slice(payload);
+            let mut tail = Scratch::<8>::default();
+            tail.varint_field(ATTEMPT_KEY, u64::from(*delivery_attempt));
+            buf.put_slice(tail.written());
         }
         if !self.batch.resume_token.is_empty() {
             prost::encoding::string::encode(RESUME_TOKEN_FIELD, &self.batch.resume_token, buf);
@@ -136,12 +141,14 @@ fn message_len(delivered: &DeliveredMessage) -> usize {
         timestamp_micros,
         headers: _,
         payload,
+        delivery_attempt,
     } = delivered;
     varint_field_len(u64::from(*partition_id))
         + varint_field_len(*offset)
         + bytes_field_len(id.len())
         + varint_field_len(*timestamp_micros)
         + bytes_field_len(payload.len())
+        + varint_field_len(u64::from(*delivery_attempt))
 }
 
 #[cfg(test)]
@@ -159,6 +166,7 @@ mod tests {
             timestamp_micros: 1_700_000_000_000_000_u64.wrapping_add(offset),
             headers: Default::default(),
             payload: Bytes::copy_from_slice(payload),
+            delivery_attempt: 1,
         }
     }
 
@@ -189,7 +197,12 @@ mod tests {
         );
         let zeros = DeliveredMessage {
             timestamp_micros: 0,
+            delivery_attempt: 0,
             ..delivered(0, 0, "", b"")
+        };
+        let again = DeliveredMessage {
+            delivery_attempt: u32::MAX,
+            ..delivered(2, 9, uuid, b"again")
         };
         let batch = MessageBatch {
             messages: vec![
@@ -197,6 +210,7 @@ mod tests {
                 delivered(3, 1_000_000, uuid, &[2; 20_000]),
                 delivered(u32::MAX, u64::MAX, uuid, b"x"),
                 zeros,
+                again,
                 with_headers,
                 delivered(1, 5, &"y".repeat(MAX_ID_BYTES), b"long id"),
                 delivered(1, 6, &"z".repeat(MAX_ID_BYTES + 1), b"longer id"),

@@ -31,7 +31,7 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
 
 /// One thing the server sent after `Subscribed`.
 #[derive(Debug)]
-enum Received {
+pub enum Received {
     Messages(Vec<DeliveredMessage>),
     Heartbeat,
     AckResult(proto::AckResult),
@@ -89,7 +89,7 @@ impl Consuming {
             .expect("send a request");
     }
 
-    async fn next(&mut self) -> Received {
+    pub async fn next(&mut self) -> Received {
         let response = self
             .responses
             .message()
@@ -172,6 +172,7 @@ async fn acks(env: Env) {
         proto::ConsumeStart {
             subscription: Some(subscription),
             initial_credit: None,
+            redelivery: None,
         },
     )
     .await
@@ -241,6 +242,7 @@ async fn credit(env: Env) {
                 messages: 3,
                 bytes: 0,
             }),
+            redelivery: None,
         },
     )
     .await

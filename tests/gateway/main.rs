@@ -22,6 +22,7 @@ mod outcome;
 mod pool;
 mod proto_rules;
 mod publish;
+mod redelivery;
 mod reflection;
 mod refusals;
 mod replicas;
@@ -45,6 +46,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(idempotent::tests());
     tests.extend(subscribe::tests());
     tests.extend(consume::tests());
+    tests.extend(redelivery::tests());
     tests.extend(resilience::tests());
     tests.extend(embedded::tests());
     tests.extend(reflection::tests());

@@ -108,6 +108,7 @@ async fn consume(env: Env) {
         proto::ConsumeStart {
             subscription: Some(subscription),
             initial_credit: None,
+            redelivery: None,
         },
     )
     .await

@@ -63,15 +63,27 @@ pub type SubscribeStream =
 pub struct SessionAcks(mpsc::Sender<AckCommand>);
 
 impl SessionAcks {
-    /// Acknowledges `offset` of `partition`; NOT_FOUND once the
-    /// subscription ended.
+    /// Acknowledges everything of `partition` up to and including
+    /// `offset`; NOT_FOUND once the subscription ended.
     pub async fn ack(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        self.command(partition, offset, false).await
+    }
+
+    /// Settles only message `offset` of `partition` (it was handed to
+    /// redelivery): its room is free, and the stored offset moves past it
+    /// once the messages before it are done.
+    pub async fn settle(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        self.command(partition, offset, true).await
+    }
+
+    async fn command(&self, partition: u32, offset: u64, only: bool) -> Result<(), GatewayError> {
         let ended = || GatewayError::SubscriptionNotFound(String::new());
         let (reply, answer) = oneshot::channel();
         self.0
             .send(AckCommand {
                 partition,
                 offset,
+                only,
                 reply,
             })
             .await
@@ -130,6 +142,11 @@ impl Subscriptions {
             shutdown,
             wakeups,
         }
+    }
+
+    /// The bounds and defaults subscriptions are held to.
+    pub fn limits(&self) -> &SubscribeLimits {
+        &self.limits
     }
 
     /// Starts a subscription. Errors found before the first message (bad

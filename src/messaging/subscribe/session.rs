@@ -61,6 +61,9 @@ pub struct Item {
 pub struct AckCommand {
     pub partition: u32,
     pub offset: u64,
+    /// Settles only this message (handed to redelivery), not the ones
+    /// before it.
+    pub only: bool,
     pub reply: oneshot::Sender<Result<(), GatewayError>>,
 }
 
@@ -737,7 +740,12 @@ impl Session {
             } else {
                 self.note_stored(partition, stored);
             }
-            self.in_flight.release(partition, stored);
+            // Messages settled on their own right after it are done too.
+            if let Some(done) = self.in_flight.release(partition, stored)
+                && done > stored
+            {
+                self.store(partition, done).await?;
+            }
         }
         Ok(())
     }
@@ -750,8 +758,37 @@ impl Session {
 
     /// Serves one Ack: only delivered offsets may be acknowledged.
     async fn acknowledge(&mut self, command: AckCommand) {
-        let result = self.acknowledged(command.partition, command.offset).await;
+        let result = if command.only {
+            self.settled(command.partition, command.offset).await
+        } else {
+            self.acknowledged(command.partition, command.offset).await
+        };
         let _ = command.reply.send(result);
+    }
+
+    /// Settles one message in flight on its own; the stored offset moves
+    /// once every message before it is done.
+    async fn settled(&mut self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        if !self.in_flight.holds(partition, offset) {
+            return Err(GatewayError::FailedPrecondition {
+                reason: "OFFSET_NOT_DELIVERED",
+                message: format!("offset {offset} of partition {partition} is not in flight"),
+            });
+        }
+        match self.in_flight.settle(partition, offset) {
+            Some(done) => self.stored(partition, done).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stores `offset` for an ack: the stream's end, not the client's,
+    /// when the store fails.
+    async fn stored(&mut self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        match self.store(partition, offset).await {
+            Ok(()) => Ok(()),
+            Err(End::Failed(error)) => Err(error),
+            Err(End::ClientGone) => Err(GatewayError::SubscriptionNotFound(self.id.clone())),
+        }
     }
 
     async fn acknowledged(&mut self, partition: u32, offset: u64) -> Result<(), GatewayError> {
@@ -790,15 +827,12 @@ impl Session {
                 Err(error) => return Err(error),
             }
         }
-        match self.store(partition, offset).await {
-            Ok(()) => {}
-            Err(End::Failed(error)) => return Err(error),
-            Err(End::ClientGone) => {
-                return Err(GatewayError::SubscriptionNotFound(self.id.clone()));
-            }
+        self.stored(partition, offset).await?;
+        // Messages settled on their own right after it are done too.
+        match self.in_flight.release(partition, offset) {
+            Some(done) if done > offset => self.stored(partition, done).await,
+            _ => Ok(()),
         }
-        self.in_flight.release(partition, offset);
-        Ok(())
     }
 
     /// Re-reads the partitions (new partitions, group rebalances).
@@ -1045,6 +1079,7 @@ pub fn delivered(partition: u32, message: IggyMessage) -> proto::DeliveredMessag
         timestamp_micros: message.header.timestamp,
         headers,
         payload: message.payload,
+        delivery_attempt: 1,
     }
 }
 

@@ -1,0 +1,653 @@
+//! A Consume stream with redelivery: two subscriptions of one consumer, to
+//! the topic and to its retry topic, merged into one stream, and the
+//! client's acks, nacks and extensions served against both.
+//!
+//! One task owns the stream. It forwards the topic's deliveries, holds each
+//! copy from the retry topic until its delay is over and then delivers it
+//! under its original partition and offset, and keeps a [`Ledger`] of what
+//! is out. A nack or a passed deadline copies the message (read back from
+//! Iggy) into the retry topic, or into the dead-letter topic on its last
+//! attempt, and only then settles it where it was, so nothing is lost if
+//! the gateway stops in between (it is delivered once more instead).
+
+use super::{
+    Policy,
+    copies::{self, CopyOf, DeadOrigin, Origin},
+    extension,
+    ledger::{Key, Ledger, Miss},
+    nack_delay, retry_topic,
+};
+use crate::{
+    error::{GatewayError, not_found},
+    iggy::IggyPool,
+    messaging::subscribe::{Credit, Grant, SessionAcks, Spec, SubscribeStream, Subscriptions},
+    proto::{self, AckOutcome, consume_request, consume_response, subscribe_response::Kind},
+};
+use iggy::prelude::{
+    Consumer, Identifier, IggyMessage, IggyTimestamp, MessageClient, Partitioning, PollingStrategy,
+    StreamClient, TopicClient, TopicCreateOptions,
+};
+use iggy_common::IggyErrorDiscriminants as E;
+use std::{collections::BTreeMap, pin::Pin, time::Duration};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Status, Streaming};
+use tracing::warn;
+
+/// What the stream sends.
+type Out = Result<proto::ConsumeResponse, Status>;
+
+/// Responses waiting for the transport.
+const OUT_QUEUE: usize = 16;
+/// Copies the retry subscription may have out (held or delivered).
+const COPIES_IN_FLIGHT: u32 = 1_000;
+/// How long a failed redelivery waits before it is tried again.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(1);
+
+/// Where the stream's topics are.
+struct Topics {
+    stream: Identifier,
+    topic: Identifier,
+    /// The stream's and topic's names, for dead letters.
+    names: (String, String),
+    retry: Identifier,
+    dead_letter: Option<Identifier>,
+}
+
+/// Starts a Consume stream with redelivery: checks the policy against the
+/// request, finds the topics (creating the retry topic), and opens both
+/// subscriptions.
+pub async fn consume(
+    subscriptions: &Subscriptions,
+    pool: &IggyPool,
+    request: proto::SubscribeRequest,
+    credit: (Option<Credit>, Option<mpsc::Sender<Grant>>),
+    policy: Policy,
+    requests: Streaming<proto::ConsumeRequest>,
+) -> Result<Pin<Box<dyn Stream<Item = Out> + Send + 'static>>, GatewayError> {
+    let spec = Spec::subscribe(&request, subscriptions.limits())?;
+    if spec.ack_mode != crate::messaging::subscribe::AckMode::Manual {
+        return Err(GatewayError::invalid(
+            "start.redelivery",
+            "needs start.subscription.ack_mode ACK_MODE_MANUAL",
+        ));
+    }
+    let topics = find_topics(pool, &spec, &policy).await?;
+    let (main, main_acks) = subscriptions.start(request.clone(), credit.0).await?;
+    let retry_request = proto::SubscribeRequest {
+        topic: Some(proto::ResourceId {
+            kind: Some(proto::resource_id::Kind::Name(topics.retry.to_string())),
+        }),
+        partition_id: None,
+        start: None,
+        create_group: spec.is_group(),
+        flow_control: Some(proto::FlowControl {
+            max_in_flight_messages: COPIES_IN_FLIGHT,
+            max_in_flight_bytes: 0,
+        }),
+        ..request
+    };
+    let (retry, retry_acks) = subscriptions.start(retry_request, None).await?;
+    let (out, out_rx) = mpsc::channel(OUT_QUEUE);
+    let conductor = Conductor {
+        pool: pool.clone(),
+        topics,
+        policy,
+        ledger: Ledger::default(),
+        held: BTreeMap::new(),
+        main_acks,
+        retry_acks,
+        grants: credit.1,
+        out,
+        token: String::new(),
+    };
+    tokio::spawn(conductor.run(main, Some(retry), requests));
+    Ok(Box::pin(ReceiverStream::new(out_rx)))
+}
+
+/// Resolves the topic, checks the dead-letter topic exists, and makes sure
+/// the consumer's retry topic does (another replica may be making it too).
+async fn find_topics(
+    pool: &IggyPool,
+    spec: &Spec,
+    policy: &Policy,
+) -> Result<Topics, GatewayError> {
+    let (stream, topic, dead_letter) = (
+        spec.stream.clone(),
+        spec.topic.clone(),
+        policy.dead_letter_topic.clone(),
+    );
+    let (stream_name, details, dead) = pool
+        .call(move |client| async move {
+            let stream_details = client.get_stream(&stream).await?;
+            let details = client.get_topic(&stream, &topic).await?;
+            let dead = match &dead_letter {
+                Some(dead_letter) => Some(client.get_topic(&stream, dead_letter).await?),
+                None => None,
+            };
+            Ok((stream_details.map(|s| s.name), details, dead))
+        })
+        .await?;
+    let stream_name = stream_name.ok_or_else(|| not_found::stream(&spec.stream))?;
+    let details = details.ok_or_else(|| not_found::topic(&spec.stream, &spec.topic))?;
+    if let (Some(None), Some(dead_letter)) = (&dead, &policy.dead_letter_topic) {
+        return Err(not_found::topic(&spec.stream, dead_letter).into());
+    }
+    let retry = Identifier::named(&retry_topic(details.id, &spec.consumer))?;
+    let (stream, name) = (spec.stream.clone(), retry.clone());
+    pool.call(move |client| async move {
+        if client.get_topic(&stream, &name).await?.is_some() {
+            return Ok(());
+        }
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            ..TopicCreateOptions::default()
+        };
+        let text = name.get_string_value()?;
+        match client.create_topic(&stream, &text, &options).await {
+            Ok(_) => Ok(()),
+            Err(error) if E::from(&error) == E::TopicNameAlreadyExists => Ok(()),
+            Err(error) => Err(error),
+        }
+    })
+    .await?;
+    Ok(Topics {
+        stream: spec.stream.clone(),
+        topic: Identifier::numeric(details.id)?,
+        names: (stream_name, details.name),
+        retry,
+        dead_letter: policy.dead_letter_topic.clone(),
+    })
+}
+
+/// A copy read from the retry topic, waiting for its delay to pass.
+struct Held {
+    copy: CopyOf,
+    copy_offset: u64,
+    message: proto::DeliveredMessage,
+}
+
+/// The task that owns one stream.
+struct Conductor {
+    pool: IggyPool,
+    topics: Topics,
+    policy: Policy,
+    ledger: Ledger,
+    /// Copies not due yet, by when they are due and their retry offset.
+    held: BTreeMap<(u64, u64), Held>,
+    main_acks: SessionAcks,
+    retry_acks: SessionAcks,
+    grants: Option<mpsc::Sender<Grant>>,
+    out: mpsc::Sender<Out>,
+    /// The last resume token the topic's subscription sent: copies carry it.
+    token: String,
+}
+
+/// What woke the task.
+enum Event {
+    Main(Option<Result<proto::SubscribeResponse, Status>>),
+    Retry(Option<Result<proto::SubscribeResponse, Status>>),
+    Request(Option<proto::ConsumeRequest>),
+    Timer,
+    ClientGone,
+}
+
+impl Conductor {
+    async fn run(
+        mut self,
+        mut main: SubscribeStream,
+        mut retry: Option<SubscribeStream>,
+        mut requests: Streaming<proto::ConsumeRequest>,
+    ) {
+        let mut requests_open = true;
+        loop {
+            let timer = self.next_timer();
+            let out = self.out.clone();
+            let event = tokio::select! {
+                () = out.closed() => Event::ClientGone,
+                item = main.next() => Event::Main(item),
+                item = next_of(&mut retry) => Event::Retry(item),
+                request = requests.message(), if requests_open => {
+                    Event::Request(request.ok().flatten())
+                }
+                () = sleep_until(timer) => Event::Timer,
+            };
+            match event {
+                Event::ClientGone => return,
+                Event::Main(None) => return,
+                Event::Main(Some(Err(status))) => {
+                    let _ = self.out.send(Err(status)).await;
+                    return;
+                }
+                Event::Main(Some(Ok(response))) => {
+                    if !self.forward_delivery(response).await {
+                        return;
+                    }
+                }
+                Event::Retry(Some(Ok(response))) => {
+                    if !self.forward_copies(response).await {
+                        return;
+                    }
+                }
+                Event::Retry(end) => {
+                    // Reading copies failed: the stream goes on without
+                    // them; a later stream of this consumer delivers them.
+                    warn!(
+                        ?end,
+                        "the retry topic's subscription ended; copies wait for the next stream"
+                    );
+                    retry = None;
+                }
+                Event::Request(None) => requests_open = false,
+                Event::Request(Some(request)) => {
+                    if !self.serve(request).await {
+                        return;
+                    }
+                }
+                Event::Timer => {
+                    if !self.on_timer().await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest of the next deadline and the next held copy's due time.
+    fn next_timer(&self) -> Option<Instant> {
+        let copy = self.held.keys().next().map(|(due, _)| instant_of(*due));
+        match (self.ledger.next_deadline(), copy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends one response; false once the client is gone.
+    async fn send(&self, kind: consume_response::Kind) -> bool {
+        self.out
+            .send(Ok(proto::ConsumeResponse { kind: Some(kind) }))
+            .await
+            .is_ok()
+    }
+
+    async fn forward_delivery(&mut self, response: proto::SubscribeResponse) -> bool {
+        match &response.kind {
+            Some(Kind::Batch(batch)) => {
+                self.token.clone_from(&batch.resume_token);
+                let deadline = Instant::now() + self.policy.ack_deadline;
+                for message in &batch.messages {
+                    self.ledger
+                        .delivered((message.partition_id, message.offset), deadline);
+                }
+            }
+            Some(Kind::Heartbeat(heartbeat)) => self.token.clone_from(&heartbeat.resume_token),
+            _ => {}
+        }
+        self.send(consume_response::Kind::Delivery(response)).await
+    }
+
+    async fn forward_copies(&mut self, response: proto::SubscribeResponse) -> bool {
+        let Some(Kind::Batch(batch)) = response.kind else {
+            return true;
+        };
+        let now = IggyTimestamp::now().as_micros();
+        for mut message in batch.messages {
+            let copy_offset = message.offset;
+            let Some(copy) = copies::copy_of_delivered(&message.headers) else {
+                // Not a copy the gateway wrote: nothing to deliver.
+                let _ = self.retry_acks.settle(0, copy_offset).await;
+                continue;
+            };
+            copies::strip_delivered(&mut message.headers);
+            message.partition_id = copy.origin.partition;
+            message.offset = copy.origin.offset;
+            message.timestamp_micros = copy.origin.stored_at;
+            message.delivery_attempt = copy.attempt;
+            let held = Held {
+                copy,
+                copy_offset,
+                message,
+            };
+            if copy.not_before > now {
+                self.held.insert((copy.not_before, copy_offset), held);
+            } else if !self.deliver_copy(held).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Delivers a copy that is due; false once the client is gone.
+    async fn deliver_copy(&mut self, held: Held) -> bool {
+        let key = (held.copy.origin.partition, held.copy.origin.offset);
+        let deadline = Instant::now() + self.policy.ack_deadline;
+        if !self
+            .ledger
+            .delivered_copy(key, held.copy.attempt, held.copy_offset, deadline)
+        {
+            // The retry topic holds this message twice: one is enough.
+            let _ = self.retry_acks.settle(0, held.copy_offset).await;
+            return true;
+        }
+        let batch = proto::MessageBatch {
+            messages: vec![held.message],
+            resume_token: self.token.clone(),
+        };
+        let response = proto::SubscribeResponse {
+            kind: Some(Kind::Batch(batch)),
+        };
+        self.send(consume_response::Kind::Delivery(response)).await
+    }
+
+    async fn on_timer(&mut self) -> bool {
+        let now = IggyTimestamp::now().as_micros();
+        while let Some(entry) = self.held.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let held = entry.remove();
+            if !self.deliver_copy(held).await {
+                return false;
+            }
+        }
+        for key in self.ledger.due(Instant::now()) {
+            let Ok(delivery) = self.ledger.take(key) else {
+                continue;
+            };
+            match self
+                .deliver_again(
+                    key,
+                    delivery.attempt,
+                    delivery.copy_offset,
+                    Duration::ZERO,
+                    "ack deadline expired",
+                )
+                .await
+            {
+                Ok(()) => self.ledger.expired(key),
+                Err(error) => {
+                    warn!(partition = key.0, offset = key.1, %error, "redelivery after an ack deadline failed; trying again");
+                    let retry_at = Instant::now() + RETRY_FAILED_AFTER;
+                    self.ledger.restore(
+                        key,
+                        super::ledger::Delivery {
+                            deadline: retry_at,
+                            ..delivery
+                        },
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    /// Serves one request after `start`; false once the client is gone.
+    async fn serve(&mut self, request: proto::ConsumeRequest) -> bool {
+        let (key, outcome) = match request.kind {
+            Some(consume_request::Kind::Ack(ack)) => {
+                let key = (ack.partition_id, ack.offset);
+                (key, self.ack(key).await)
+            }
+            Some(consume_request::Kind::Nack(nack)) => {
+                let key = (nack.partition_id, nack.offset);
+                (key, self.nack(key, &nack).await)
+            }
+            Some(consume_request::Kind::Extend(extend)) => {
+                let key = (extend.partition_id, extend.offset);
+                let outcome = match extension(extend.extension.as_ref()) {
+                    Ok(more) => self
+                        .ledger
+                        .extend(key, Instant::now() + more)
+                        .map_err(Outcome::Missed),
+                    Err(error) => Err(Outcome::Invalid("INVALID_EXTENSION", error.to_string())),
+                };
+                (key, outcome)
+            }
+            Some(consume_request::Kind::Credit(credit)) => {
+                if let Some(grants) = &self.grants {
+                    let grant = Grant {
+                        messages: credit.messages,
+                        bytes: credit.bytes,
+                    };
+                    if grants.send(grant).await.is_err() {
+                        return false;
+                    }
+                }
+                return true;
+            }
+            Some(consume_request::Kind::Start(_)) | None => return true,
+        };
+        self.send(consume_response::Kind::AckResult(result(key, outcome)))
+            .await
+    }
+
+    async fn ack(&mut self, (partition, offset): Key) -> Result<(), Outcome> {
+        let acked = self
+            .ledger
+            .ack(partition, offset)
+            .map_err(Outcome::Missed)?;
+        for copy_offset in acked.copies {
+            self.retry_acks
+                .settle(0, copy_offset)
+                .await
+                .map_err(Outcome::Failed)?;
+        }
+        if acked.in_topic {
+            self.main_acks
+                .ack(partition, offset)
+                .await
+                .map_err(Outcome::Failed)?;
+        }
+        Ok(())
+    }
+
+    async fn nack(&mut self, key: Key, nack: &proto::ConsumeNack) -> Result<(), Outcome> {
+        let delay = nack_delay(nack.delay.as_ref())
+            .map_err(|error| Outcome::Invalid("INVALID_NACK_DELAY", error.to_string()))?;
+        let delivery = self.ledger.take(key).map_err(Outcome::Missed)?;
+        match self
+            .deliver_again(
+                key,
+                delivery.attempt,
+                delivery.copy_offset,
+                delay,
+                &nack.reason,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.ledger.restore(key, delivery);
+                Err(Outcome::Failed(error))
+            }
+        }
+    }
+
+    /// Copies the message `key` (delivery `attempt`; a copy at
+    /// `copy_offset` in the retry topic, else the original) into the retry
+    /// topic to go out again after `delay`, or into the dead-letter topic
+    /// when that attempt was the last; then settles it where it was.
+    async fn deliver_again(
+        &mut self,
+        key: Key,
+        attempt: u32,
+        copy_offset: Option<u64>,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), GatewayError> {
+        let (topic, partition, offset) = match copy_offset {
+            Some(copy_offset) => (self.topics.retry.clone(), 0, copy_offset),
+            None => (self.topics.topic.clone(), key.0, key.1),
+        };
+        let Some(message) = self.read(&topic, partition, offset).await? else {
+            // Gone from Iggy (purged, expired): nothing to deliver again.
+            warn!(
+                partition = key.0,
+                offset = key.1,
+                "a message to deliver again is no longer stored"
+            );
+            return self.settle(key, copy_offset).await;
+        };
+        let origin = match copy_offset {
+            Some(_) => copies::copy_of(&copies::headers_of(&message))
+                .map(|copy| copy.origin)
+                .ok_or_else(|| GatewayError::Internal("a retry copy lost its headers".into()))?,
+            None => Origin {
+                partition: key.0,
+                offset: key.1,
+                stored_at: message.header.timestamp,
+            },
+        };
+        let now = IggyTimestamp::now().as_micros();
+        let (target, copy) = if self.policy.is_last(attempt) {
+            let from = DeadOrigin {
+                stream: &self.topics.names.0,
+                topic: &self.topics.names.1,
+                origin,
+            };
+            let letter = copies::dead_letter(&message, &from, attempt, reason, now);
+            let target = self
+                .topics
+                .dead_letter
+                .clone()
+                .unwrap_or_else(|| topic.clone());
+            (target, letter)
+        } else {
+            let copy = CopyOf {
+                origin,
+                attempt: attempt + 1,
+                not_before: now + u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
+            };
+            let copy = copies::retry_copy(&message, copy, reason, now);
+            (self.topics.retry.clone(), copy)
+        };
+        self.write(target, copy).await?;
+        self.settle(key, copy_offset).await
+    }
+
+    /// Settles what was copied: the copy in the retry topic, or the
+    /// original in its partition.
+    async fn settle(&self, key: Key, copy_offset: Option<u64>) -> Result<(), GatewayError> {
+        match copy_offset {
+            Some(copy_offset) => self.retry_acks.settle(0, copy_offset).await,
+            None => self.main_acks.settle(key.0, key.1).await,
+        }
+    }
+
+    /// The message at `offset` of `partition`, read back from Iggy.
+    async fn read(
+        &self,
+        topic: &Identifier,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<IggyMessage>, GatewayError> {
+        let (stream, topic) = (self.topics.stream.clone(), topic.clone());
+        let polled = self
+            .pool
+            .call(move |client| async move {
+                let consumer = Consumer::new(Identifier::named("iggy-grpc.redelivery")?);
+                client
+                    .poll_messages(
+                        &stream,
+                        &topic,
+                        Some(partition),
+                        &consumer,
+                        &PollingStrategy::offset(offset),
+                        1,
+                        false,
+                    )
+                    .await
+            })
+            .await?;
+        Ok(polled
+            .messages
+            .into_iter()
+            .find(|message| message.header.offset == offset))
+    }
+
+    /// Appends `message` to `topic` (a retry topic's one partition, or a
+    /// dead-letter topic, balanced).
+    async fn write(&self, topic: Identifier, message: IggyMessage) -> Result<(), GatewayError> {
+        let partitioning = if topic == self.topics.retry {
+            Partitioning::partition_id(0)
+        } else {
+            Partitioning::balanced()
+        };
+        let stream = self.topics.stream.clone();
+        self.pool
+            .call(move |client| async move {
+                let mut messages = vec![message];
+                client
+                    .send_messages(&stream, &topic, &partitioning, &mut messages)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+            .map_err(|error| match error {
+                GatewayError::Iggy(error) => GatewayError::from_write(error),
+                error => error,
+            })
+    }
+}
+
+/// Why an ack, nack or extension did not take.
+enum Outcome {
+    Missed(Miss),
+    Invalid(&'static str, String),
+    Failed(GatewayError),
+}
+
+fn result((partition_id, offset): Key, outcome: Result<(), Outcome>) -> proto::AckResult {
+    let (outcome, reason, message) = match outcome {
+        Ok(()) => (AckOutcome::Ok, String::new(), String::new()),
+        Err(Outcome::Missed(Miss::NotDelivered)) => (
+            AckOutcome::NotDelivered,
+            "OFFSET_NOT_DELIVERED".to_owned(),
+            format!("offset {offset} of partition {partition_id} was not delivered on this stream"),
+        ),
+        Err(Outcome::Missed(Miss::AlreadySettled)) => (
+            AckOutcome::AlreadySettled,
+            "ALREADY_SETTLED".to_owned(),
+            format!("offset {offset} of partition {partition_id} is settled already"),
+        ),
+        Err(Outcome::Missed(Miss::Expired)) => (
+            AckOutcome::Expired,
+            "ACK_DEADLINE_EXPIRED".to_owned(),
+            format!(
+                "the ack deadline of offset {offset} of partition {partition_id} passed; it is delivered again"
+            ),
+        ),
+        Err(Outcome::Invalid(reason, message)) => (AckOutcome::Invalid, reason.to_owned(), message),
+        Err(Outcome::Failed(error)) => (AckOutcome::Failed, error.reason(), error.to_string()),
+    };
+    proto::AckResult {
+        partition_id,
+        offset,
+        outcome: outcome as i32,
+        reason,
+        message,
+    }
+}
+
+/// The next item of an optional stream; never ready without one.
+async fn next_of(
+    stream: &mut Option<SubscribeStream>,
+) -> Option<Result<proto::SubscribeResponse, Status>> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The instant of a Unix time in microseconds (now, if it has passed).
+fn instant_of(micros: u64) -> Instant {
+    let now = IggyTimestamp::now().as_micros();
+    Instant::now() + Duration::from_micros(micros.saturating_sub(now))
+}
