@@ -265,6 +265,7 @@ proptest! {
         consumer in identifier(),
         group in any::<bool>(),
         manual in any::<bool>(),
+        redelivery in any::<bool>(),
         text in prop_oneof![".{0,64}", "[A-Za-z0-9_-]{0,96}"],
     ) {
         let reference = subscribe::SubscriptionRef {
@@ -278,6 +279,7 @@ proptest! {
                 iggy::prelude::Consumer::new(consumer)
             },
             manual,
+            redelivery,
         };
         prop_assert_eq!(subscribe::SubscriptionRef::decode(&reference.encode()), Some(reference));
         let _ = subscribe::SubscriptionRef::decode(&text);

@@ -54,7 +54,9 @@ pub fn access(path: &str, reflection_open: bool) -> Access {
         Some("Publish" | "PublishBatch" | "PublishEvent" | "PublishEventBatch") => {
             Access::Scoped(Scope::Publish)
         }
-        Some("Subscribe" | "Poll" | "Ack" | "Consume") => Access::Scoped(Scope::Subscribe),
+        Some("Subscribe" | "Poll" | "Ack" | "Nack" | "ExtendAckDeadline" | "Consume") => {
+            Access::Scoped(Scope::Subscribe)
+        }
         _ => Access::Authenticated,
     }
 }

@@ -72,8 +72,10 @@ pub async fn consume(
         }
         None => (None, None),
     };
-    if let Some(redelivery) = &start.redelivery {
-        let policy = redelivery::Policy::parse(redelivery).map_err(GatewayError::into_status)?;
+    if let Some(redelivery) = &subscription.redelivery {
+        let field = "start.subscription.redelivery";
+        let policy =
+            redelivery::Policy::parse(field, redelivery).map_err(GatewayError::into_status)?;
         return redelivery::consume(
             subscriptions,
             pool,

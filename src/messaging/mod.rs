@@ -6,6 +6,7 @@ mod consume;
 mod deadline;
 mod events;
 pub mod headers;
+mod nack;
 mod poll;
 mod publish;
 mod redelivery;
@@ -406,7 +407,35 @@ impl MessagingService for Messaging {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = access::admit(request).map_err(GatewayError::into_status)?;
-        respond(self.subscriptions.subscribe(request).await)
+        match &request.redelivery {
+            Some(redelivery) => {
+                let policy = redelivery::Policy::parse("redelivery", redelivery);
+                let subscriptions = &self.subscriptions;
+                respond(match policy {
+                    Ok(policy) => {
+                        redelivery::subscribe(subscriptions, &self.pool, request, policy).await
+                    }
+                    Err(error) => Err(error),
+                })
+            }
+            None => respond(self.subscriptions.subscribe(request).await),
+        }
+    }
+
+    async fn nack(
+        &self,
+        request: Request<proto::NackRequest>,
+    ) -> Result<Response<proto::NackResponse>, Status> {
+        let principal = access::principal(&request).map_err(GatewayError::into_status)?;
+        respond(nack::nack(&self.pool, &principal, request.into_inner()).await)
+    }
+
+    async fn extend_ack_deadline(
+        &self,
+        request: Request<proto::ExtendAckDeadlineRequest>,
+    ) -> Result<Response<proto::ExtendAckDeadlineResponse>, Status> {
+        let principal = access::principal(&request).map_err(GatewayError::into_status)?;
+        respond(nack::extend(&self.pool, &principal, request.into_inner()).await)
     }
 
     async fn poll(

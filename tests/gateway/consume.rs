@@ -172,7 +172,6 @@ async fn acks(env: Env) {
         proto::ConsumeStart {
             subscription: Some(subscription),
             initial_credit: None,
-            redelivery: None,
         },
     )
     .await
@@ -242,7 +241,6 @@ async fn credit(env: Env) {
                 messages: 3,
                 bytes: 0,
             }),
-            redelivery: None,
         },
     )
     .await

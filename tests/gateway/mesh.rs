@@ -108,7 +108,6 @@ async fn consume(env: Env) {
         proto::ConsumeStart {
             subscription: Some(subscription),
             initial_credit: None,
-            redelivery: None,
         },
     )
     .await

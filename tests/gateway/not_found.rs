@@ -316,7 +316,6 @@ async fn call(clients: &mut Clients, rpc: Rpc, names: &Names) -> Result<(), Stat
                         ..Default::default()
                     }),
                     initial_credit: None,
-                    redelivery: None,
                 })),
             };
             let mut stream = messaging

@@ -10,6 +10,7 @@ use crate::{
         Env, TestBody, bad_request_field, by_name, error_reason, expect_code, sdk_client, stored,
         stored_offset,
     },
+    support::{Event, Subscription},
 };
 use iggy::prelude::{Consumer, HeaderKey, Identifier, IggyMessage, TopicClient};
 use iggy_grpc::proto::{self, AckMode, AckOutcome, FlowControl, consume_request, consumer};
@@ -33,6 +34,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
         (
             "redelivery::a_poison_message_is_a_dead_letter_after_exactly_n_attempts_on_any_replica",
             |env| Box::pin(dead_letter(env)),
+        ),
+        (
+            "redelivery::subscribe_clients_nack_and_ack_through_any_replica",
+            |env| Box::pin(unary(env)),
         ),
         ("redelivery::every_rule_has_its_refusal", |env| {
             Box::pin(refusals(env))
@@ -71,10 +76,10 @@ fn start_as(
         max_in_flight_bytes: 0,
     });
     subscription.heartbeat_interval = seconds(2);
+    subscription.redelivery = Some(redelivery);
     proto::ConsumeStart {
         subscription: Some(subscription),
         initial_credit: None,
-        redelivery: Some(redelivery),
     }
 }
 
@@ -354,7 +359,7 @@ async fn refusals(env: Env) {
                 ..Default::default()
             },
             false,
-            "start.redelivery.max_attempts",
+            "start.subscription.redelivery.max_attempts",
         ),
         (
             proto::Redelivery {
@@ -362,7 +367,7 @@ async fn refusals(env: Env) {
                 ..Default::default()
             },
             false,
-            "start.redelivery.dead_letter_topic",
+            "start.subscription.redelivery.dead_letter_topic",
         ),
         (
             proto::Redelivery {
@@ -370,9 +375,13 @@ async fn refusals(env: Env) {
                 ..Default::default()
             },
             false,
-            "start.redelivery.ack_deadline",
+            "start.subscription.redelivery.ack_deadline",
         ),
-        (proto::Redelivery::default(), true, "start.redelivery"),
+        (
+            proto::Redelivery::default(),
+            true,
+            "start.subscription.redelivery",
+        ),
     ];
     for (redelivery, auto, field) in cases {
         let status = expect_code(refused(redelivery, auto).await, Code::InvalidArgument);
@@ -430,4 +439,103 @@ async fn refusals(env: Env) {
     // Nothing refused changed anything: message 0 is still out, and acks.
     consuming.send(ack(0)).await;
     assert_eq!(outcome(&consuming.ack_result().await), AckOutcome::Ok);
+}
+
+/// A Subscribe client (no stream to send on): its stream is on replica A,
+/// every Nack and Ack goes to replica B, and they still take: the nacked
+/// message comes again, and once acked nothing comes back at its deadline.
+async fn unary(env: Env) {
+    let holder = env.gateway().await;
+    let other = env.gateway().await;
+    let (stream, topic) = crate::support::new_topic(&env, &holder, 1).await;
+    fill(&holder, &stream, &topic, 1, 3, "m").await;
+    let reader = env.unique("reader");
+    let mut subscription_request = start(
+        &stream,
+        &topic,
+        &reader,
+        proto::Redelivery {
+            ack_deadline: seconds(2),
+            ..Default::default()
+        },
+    )
+    .subscription
+    .expect("request");
+    subscription_request.heartbeat_interval = seconds(3);
+    let mut subscription = Subscription::open(&mut holder.messaging(), subscription_request)
+        .await
+        .expect("subscribe");
+    assert_eq!(subscription.take(3).await.len(), 3);
+
+    let mut messaging = other.messaging();
+    messaging
+        .nack(proto::NackRequest {
+            subscription_id: subscription.id.clone(),
+            partition_id: 0,
+            offset: 1,
+            delay: None,
+            reason: "bad".into(),
+        })
+        .await
+        .expect("nack on the other replica");
+    let again = subscription.take(1).await;
+    assert_eq!((again[0].offset, again[0].delivery_attempt), (1, 2));
+    messaging
+        .ack(proto::AckRequest {
+            subscription_id: subscription.id.clone(),
+            partition_id: 0,
+            offset: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("ack on the other replica");
+    // Settled: past the 2 s deadline, the next thing is the 3 s heartbeat.
+    match subscription.next_event().await {
+        Event::Heartbeat(_) => {}
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    let reader = Consumer::new(Identifier::named(&reader).expect("id"));
+    assert_eq!(
+        stored_offset(&env, &reader, &stream, &topic, 0).await,
+        Some(2)
+    );
+
+    let bad_delay = expect_code(
+        messaging
+            .nack(proto::NackRequest {
+                subscription_id: subscription.id.clone(),
+                partition_id: 0,
+                offset: 1,
+                delay: seconds(7200),
+                reason: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(bad_request_field(&bad_delay).as_deref(), Some("delay"));
+
+    // A subscription without redelivery: FAILED_PRECONDITION.
+    let mut plain = request(
+        &stream,
+        &topic,
+        Some(proto::Consumer {
+            kind: Some(consumer::Kind::Name(env.unique("plain"))),
+        }),
+    );
+    plain.ack_mode = AckMode::Manual as i32;
+    let plain = Subscription::open(&mut holder.messaging(), plain)
+        .await
+        .expect("plain subscribe");
+    let refused = expect_code(
+        messaging
+            .extend_ack_deadline(proto::ExtendAckDeadlineRequest {
+                subscription_id: plain.id.clone(),
+                partition_id: 0,
+                offset: 0,
+                extension: seconds(10),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(error_reason(&refused).as_deref(), Some("NOT_REDELIVERING"));
 }

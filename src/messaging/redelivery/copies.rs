@@ -23,6 +23,109 @@ pub const ATTEMPTS: &str = "iggy-grpc-attempts";
 /// The last nack's reason, on copies and dead letters.
 pub const NACK_REASON: &str = "iggy-grpc-nack-reason";
 
+/// Headers of a control record: an ack, nack or extension taken by a unary
+/// call (on any replica) for the stream reading the retry topic.
+pub const CONTROL: &str = "iggy-grpc-control";
+pub const DURATION_MICROS: &str = "iggy-grpc-duration-micros";
+
+/// What a unary call asks of the stream reading a retry topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Everything up to and including the offset of the partition is done.
+    Ack { partition: u32, offset: u64 },
+    /// Deliver the message again after `delay`.
+    Nack {
+        partition: u32,
+        offset: u64,
+        delay: std::time::Duration,
+        reason: String,
+    },
+    /// The message's deadline becomes now plus `extension`.
+    Extend {
+        partition: u32,
+        offset: u64,
+        extension: std::time::Duration,
+    },
+}
+
+/// The record of `control`, to append to the retry topic.
+pub fn control_record(control: &Control, now_micros: u64) -> IggyMessage {
+    let mut headers = BTreeMap::new();
+    let micros =
+        |duration: &std::time::Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let (kind, partition, offset) = match control {
+        Control::Ack { partition, offset } => ("ack", partition, offset),
+        Control::Nack {
+            partition,
+            offset,
+            delay,
+            reason,
+        } => {
+            set(&mut headers, DURATION_MICROS, micros(delay).into());
+            if let Some(reason) = header_text(reason) {
+                set(&mut headers, NACK_REASON, reason);
+            }
+            ("nack", partition, offset)
+        }
+        Control::Extend {
+            partition,
+            offset,
+            extension,
+        } => {
+            set(&mut headers, DURATION_MICROS, micros(extension).into());
+            ("extend", partition, offset)
+        }
+    };
+    if let Ok(kind) = HeaderValue::try_from(kind) {
+        set(&mut headers, CONTROL, kind);
+    }
+    set(&mut headers, ORIGIN_PARTITION, (*partition).into());
+    set(&mut headers, ORIGIN_OFFSET, (*offset).into());
+    let record = IggyMessage {
+        header: IggyMessageHeader {
+            id: Uuid::new_v4().as_u128(),
+            ..IggyMessageHeader::default()
+        },
+        payload: bytes::Bytes::from_static(b"control"),
+        user_headers: None,
+    };
+    rebuilt(&record, &headers, now_micros)
+}
+
+/// The control a record read from the retry topic carries, if it is one.
+pub fn control_of_delivered(headers: &HashMap<String, proto::HeaderValue>) -> Option<Control> {
+    let kind = match headers.get(CONTROL)?.kind.as_ref()? {
+        Kind::StringValue(kind) => kind.as_str(),
+        _ => return None,
+    };
+    let number = |name: &str| match headers.get(name)?.kind.as_ref()? {
+        Kind::Uint32Value(value) => Some(u64::from(*value)),
+        Kind::Uint64Value(value) => Some(*value),
+        _ => None,
+    };
+    let partition = u32::try_from(number(ORIGIN_PARTITION)?).ok()?;
+    let offset = number(ORIGIN_OFFSET)?;
+    let duration = || number(DURATION_MICROS).map(std::time::Duration::from_micros);
+    match kind {
+        "ack" => Some(Control::Ack { partition, offset }),
+        "nack" => Some(Control::Nack {
+            partition,
+            offset,
+            delay: duration()?,
+            reason: match headers.get(NACK_REASON).and_then(|v| v.kind.as_ref()) {
+                Some(Kind::StringValue(reason)) => reason.clone(),
+                _ => String::new(),
+            },
+        }),
+        "extend" => Some(Control::Extend {
+            partition,
+            offset,
+            extension: duration()?,
+        }),
+        _ => None,
+    }
+}
+
 /// Headers only the retry topic needs: left off what a client receives and
 /// what a dead letter carries.
 const RETRY_ONLY: [&str; 5] = [
@@ -292,6 +395,48 @@ mod tests {
         assert_eq!(copy_of_delivered(&as_delivered), Some(again));
         strip_delivered(&mut as_delivered);
         assert_eq!(as_delivered.keys().collect::<Vec<_>>(), vec!["tenant"]);
+    }
+
+    #[test]
+    fn control_records_say_what_they_ask() {
+        for control in [
+            Control::Ack {
+                partition: 1,
+                offset: 9,
+            },
+            Control::Nack {
+                partition: 2,
+                offset: 3,
+                delay: std::time::Duration::from_millis(1_500),
+                reason: "later".into(),
+            },
+            Control::Extend {
+                partition: 0,
+                offset: 4,
+                extension: std::time::Duration::from_secs(30),
+            },
+        ] {
+            let record = control_record(&control, 1);
+            let headers = crate::messaging::headers::from_iggy(&stored(&record));
+            assert_eq!(control_of_delivered(&headers), Some(control));
+            assert_eq!(copy_of_delivered(&headers), None, "a record is no copy");
+        }
+        let copy = retry_copy(
+            &original(),
+            CopyOf {
+                origin: Origin {
+                    partition: 0,
+                    offset: 1,
+                    stored_at: 2,
+                },
+                attempt: 2,
+                not_before: 3,
+            },
+            "",
+            4,
+        );
+        let headers = crate::messaging::headers::from_iggy(&stored(&copy));
+        assert_eq!(control_of_delivered(&headers), None, "a copy is no record");
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! a restart, carries on with it (docs/delivery.md, "Redelivery").
 
 mod copies;
+mod handover;
 mod ledger;
 mod stream;
 
-pub use stream::consume;
+pub use copies::Control;
+pub use handover::{hand_over, hand_over_by_id};
+pub use stream::{consume, subscribe};
 
 use crate::{error::GatewayError, proto, validate};
 use iggy::prelude::{Consumer, IdKind, Identifier};
@@ -33,6 +36,8 @@ pub const MAX_ATTEMPTS: u32 = 100;
 /// How one stream delivers again.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The request field it came from, for errors.
+    pub field: String,
     pub ack_deadline: Duration,
     /// 0: deliver again without limit.
     pub max_attempts: u32,
@@ -41,12 +46,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The policy `request` (the field `start.redelivery`) asks for.
-    pub fn parse(request: &proto::Redelivery) -> Result<Self, GatewayError> {
+    /// The policy `request` (the request field `field`) asks for.
+    pub fn parse(field: &str, request: &proto::Redelivery) -> Result<Self, GatewayError> {
         let ack_deadline = match &request.ack_deadline {
             None => DEFAULT_ACK_DEADLINE,
             Some(deadline) => {
-                let field = "start.redelivery.ack_deadline";
+                let field = format!("{field}.ack_deadline");
+                let field = field.as_str();
                 let deadline = validate::duration(field, deadline)?;
                 if !(MIN_ACK_DEADLINE..=MAX_ACK_DEADLINE).contains(&deadline) {
                     return Err(GatewayError::invalid(field, "must be 1s-600s"));
@@ -57,7 +63,7 @@ impl Policy {
         let max_attempts = request.max_attempts;
         if max_attempts != 0 && !(MIN_ATTEMPTS..=MAX_ATTEMPTS).contains(&max_attempts) {
             return Err(GatewayError::invalid(
-                "start.redelivery.max_attempts",
+                format!("{field}.max_attempts"),
                 format!(
                     "must be {MIN_ATTEMPTS}-{MAX_ATTEMPTS}, or 0 for no limit; got {max_attempts}"
                 ),
@@ -66,15 +72,16 @@ impl Policy {
         let dead_letter_topic = request
             .dead_letter_topic
             .as_ref()
-            .map(|topic| validate::resource_id("start.redelivery.dead_letter_topic", Some(topic)))
+            .map(|topic| validate::resource_id(&format!("{field}.dead_letter_topic"), Some(topic)))
             .transpose()?;
         if max_attempts != 0 && dead_letter_topic.is_none() {
             return Err(GatewayError::invalid(
-                "start.redelivery.dead_letter_topic",
+                format!("{field}.dead_letter_topic"),
                 "is required with max_attempts",
             ));
         }
         Ok(Self {
+            field: field.to_owned(),
             ack_deadline,
             max_attempts,
             dead_letter_topic,
@@ -88,26 +95,32 @@ impl Policy {
     }
 }
 
-/// A nack's delay: 0 s - 1 h, none when unset.
-pub fn nack_delay(delay: Option<&prost_types::Duration>) -> Result<Duration, GatewayError> {
+/// A nack's delay (the request field `field`): 0 s - 1 h, none when unset.
+pub fn nack_delay(
+    field: &str,
+    delay: Option<&prost_types::Duration>,
+) -> Result<Duration, GatewayError> {
     let Some(delay) = delay else {
         return Ok(Duration::ZERO);
     };
-    let delay = validate::duration("nack.delay", delay)?;
+    let delay = validate::duration(field, delay)?;
     if delay > MAX_NACK_DELAY {
-        return Err(GatewayError::invalid("nack.delay", "must be 0s-3600s"));
+        return Err(GatewayError::invalid(field, "must be 0s-3600s"));
     }
     Ok(delay)
 }
 
-/// A deadline extension: 1 s - 600 s.
-pub fn extension(extension: Option<&prost_types::Duration>) -> Result<Duration, GatewayError> {
+/// A deadline extension (the request field `field`): 1 s - 600 s.
+pub fn extension(
+    field: &str,
+    extension: Option<&prost_types::Duration>,
+) -> Result<Duration, GatewayError> {
     let extension = match extension {
-        Some(extension) => validate::duration("extend.extension", extension)?,
+        Some(extension) => validate::duration(field, extension)?,
         None => Duration::ZERO,
     };
     if !(MIN_ACK_DEADLINE..=MAX_ACK_DEADLINE).contains(&extension) {
-        return Err(GatewayError::invalid("extend.extension", "must be 1s-600s"));
+        return Err(GatewayError::invalid(field, "must be 1s-600s"));
     }
     Ok(extension)
 }
@@ -143,7 +156,8 @@ mod tests {
 
     #[test]
     fn a_policy_takes_defaults_and_refuses_what_is_out_of_range() {
-        let policy = Policy::parse(&proto::Redelivery::default()).expect("defaults");
+        let policy =
+            Policy::parse("start.redelivery", &proto::Redelivery::default()).expect("defaults");
         assert_eq!(policy.ack_deadline, DEFAULT_ACK_DEADLINE);
         assert!(!policy.is_last(1_000));
         let with = |deadline: Option<i64>, attempts: u32, dead_letter: bool| proto::Redelivery {
@@ -153,7 +167,8 @@ mod tests {
                 kind: Some(proto::resource_id::Kind::Name("dead".into())),
             }),
         };
-        let refused = |request| field(Policy::parse(&request).expect_err("refused"));
+        let refused =
+            |request| field(Policy::parse("start.redelivery", &request).expect_err("refused"));
         assert_eq!(
             refused(with(Some(0), 0, false)),
             "start.redelivery.ack_deadline"
@@ -174,33 +189,27 @@ mod tests {
             refused(with(None, 3, false)),
             "start.redelivery.dead_letter_topic"
         );
-        let policy = Policy::parse(&with(Some(5), 3, true)).expect("valid");
+        let policy = Policy::parse("start.redelivery", &with(Some(5), 3, true)).expect("valid");
         assert!(!policy.is_last(2) && policy.is_last(3));
     }
 
     #[test]
     fn delays_and_extensions_have_bounds() {
-        assert_eq!(nack_delay(None).expect("none"), Duration::ZERO);
+        let delay = |value: Option<prost_types::Duration>| nack_delay("nack.delay", value.as_ref());
+        assert_eq!(delay(None).expect("none"), Duration::ZERO);
+        assert_eq!(delay(Some(seconds(3600))).expect("an hour"), MAX_NACK_DELAY);
         assert_eq!(
-            nack_delay(Some(&seconds(3600))).expect("an hour"),
-            MAX_NACK_DELAY
-        );
-        assert_eq!(
-            field(nack_delay(Some(&seconds(3601))).expect_err("long")),
+            field(delay(Some(seconds(3601))).expect_err("long")),
             "nack.delay"
         );
         assert_eq!(
-            field(nack_delay(Some(&seconds(-1))).expect_err("negative")),
+            field(delay(Some(seconds(-1))).expect_err("negative")),
             "nack.delay"
         );
-        assert_eq!(
-            field(extension(None).expect_err("none")),
-            "extend.extension"
-        );
-        assert_eq!(
-            extension(Some(&seconds(600))).expect("max"),
-            MAX_ACK_DEADLINE
-        );
+        let extend =
+            |value: Option<prost_types::Duration>| extension("extend.extension", value.as_ref());
+        assert_eq!(field(extend(None).expect_err("none")), "extend.extension");
+        assert_eq!(extend(Some(seconds(600))).expect("max"), MAX_ACK_DEADLINE);
     }
 
     #[test]

@@ -24,8 +24,8 @@ use crate::{
     proto::{self, AckOutcome, consume_request, consume_response, subscribe_response::Kind},
 };
 use iggy::prelude::{
-    Consumer, Identifier, IggyMessage, IggyTimestamp, MessageClient, Partitioning, PollingStrategy,
-    StreamClient, TopicClient, TopicCreateOptions,
+    Consumer, ConsumerOffsetClient, Identifier, IggyMessage, IggyTimestamp, MessageClient,
+    Partitioning, PollingStrategy, StreamClient, TopicClient, TopicCreateOptions,
 };
 use iggy_common::IggyErrorDiscriminants as E;
 use std::{collections::BTreeMap, pin::Pin, time::Duration};
@@ -54,9 +54,7 @@ struct Topics {
     dead_letter: Option<Identifier>,
 }
 
-/// Starts a Consume stream with redelivery: checks the policy against the
-/// request, finds the topics (creating the retry topic), and opens both
-/// subscriptions.
+/// Starts a Consume stream with redelivery (see [`open`]).
 pub async fn consume(
     subscriptions: &Subscriptions,
     pool: &IggyPool,
@@ -65,15 +63,52 @@ pub async fn consume(
     policy: Policy,
     requests: Streaming<proto::ConsumeRequest>,
 ) -> Result<Pin<Box<dyn Stream<Item = Out> + Send + 'static>>, GatewayError> {
+    let out = open(subscriptions, pool, request, credit, policy, Some(requests)).await?;
+    Ok(Box::pin(ReceiverStream::new(out)))
+}
+
+/// Starts a Subscribe stream with redelivery: what a Consume stream sends,
+/// its acks, nacks and extensions coming through the retry topic instead
+/// (the Ack, Nack and ExtendAckDeadline calls, on any replica).
+pub async fn subscribe(
+    subscriptions: &Subscriptions,
+    pool: &IggyPool,
+    request: proto::SubscribeRequest,
+    policy: Policy,
+) -> Result<SubscribeStream, GatewayError> {
+    let out = open(subscriptions, pool, request, (None, None), policy, None).await?;
+    let deliveries = ReceiverStream::new(out).filter_map(|item| match item {
+        Ok(proto::ConsumeResponse {
+            kind: Some(consume_response::Kind::Delivery(delivery)),
+        }) => Some(Ok(delivery)),
+        Ok(_) => None,
+        Err(status) => Some(Err(status)),
+    });
+    Ok(Box::pin(deliveries))
+}
+
+/// Checks the policy against the request, opens the topic's subscription,
+/// finds the topics (creating the retry topic), opens the retry topic's
+/// subscription, and starts the task that merges them; returns what the
+/// task sends.
+async fn open(
+    subscriptions: &Subscriptions,
+    pool: &IggyPool,
+    request: proto::SubscribeRequest,
+    credit: (Option<Credit>, Option<mpsc::Sender<Grant>>),
+    policy: Policy,
+    requests: Option<Streaming<proto::ConsumeRequest>>,
+) -> Result<mpsc::Receiver<Out>, GatewayError> {
     let spec = Spec::subscribe(&request, subscriptions.limits())?;
     if spec.ack_mode != crate::messaging::subscribe::AckMode::Manual {
         return Err(GatewayError::invalid(
-            "start.redelivery",
-            "needs start.subscription.ack_mode ACK_MODE_MANUAL",
+            policy.field.as_str(),
+            "needs ack_mode ACK_MODE_MANUAL",
         ));
     }
-    let topics = find_topics(pool, &spec, &policy).await?;
     let (main, main_acks) = subscriptions.start(request.clone(), credit.0).await?;
+    // After the topic's subscription started: a group it created exists.
+    let topics = find_topics(pool, &spec, &policy).await?;
     let retry_request = proto::SubscribeRequest {
         topic: Some(proto::ResourceId {
             kind: Some(proto::resource_id::Kind::Name(topics.retry.to_string())),
@@ -85,14 +120,17 @@ pub async fn consume(
             max_in_flight_messages: COPIES_IN_FLIGHT,
             max_in_flight_bytes: 0,
         }),
+        redelivery: None,
         ..request
     };
     let (retry, retry_acks) = subscriptions.start(retry_request, None).await?;
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
+    let named = (!spec.is_group()).then(|| spec.consumer.clone());
     let conductor = Conductor {
         pool: pool.clone(),
         topics,
         policy,
+        named,
         ledger: Ledger::default(),
         held: BTreeMap::new(),
         main_acks,
@@ -102,7 +140,7 @@ pub async fn consume(
         token: String::new(),
     };
     tokio::spawn(conductor.run(main, Some(retry), requests));
-    Ok(Box::pin(ReceiverStream::new(out_rx)))
+    Ok(out_rx)
 }
 
 /// Resolves the topic, checks the dead-letter topic exists, and makes sure
@@ -133,7 +171,9 @@ async fn find_topics(
     if let (Some(None), Some(dead_letter)) = (&dead, &policy.dead_letter_topic) {
         return Err(not_found::topic(&spec.stream, dead_letter).into());
     }
-    let retry = Identifier::named(&retry_topic(details.id, &spec.consumer))?;
+    let consumer =
+        super::handover::named_consumer(pool, &spec.stream, &spec.topic, &spec.consumer).await?;
+    let retry = Identifier::named(&retry_topic(details.id, &consumer))?;
     let (stream, name) = (spec.stream.clone(), retry.clone());
     pool.call(move |client| async move {
         if client.get_topic(&stream, &name).await?.is_some() {
@@ -172,6 +212,8 @@ struct Conductor {
     pool: IggyPool,
     topics: Topics,
     policy: Policy,
+    /// A named consumer, whose stored offset shows acks taken by names.
+    named: Option<Consumer>,
     ledger: Ledger,
     /// Copies not due yet, by when they are due and their retry offset.
     held: BTreeMap<(u64, u64), Held>,
@@ -197,9 +239,21 @@ impl Conductor {
         mut self,
         mut main: SubscribeStream,
         mut retry: Option<SubscribeStream>,
-        mut requests: Streaming<proto::ConsumeRequest>,
+        mut requests: Option<Streaming<proto::ConsumeRequest>>,
     ) {
-        let mut requests_open = true;
+        // `Subscribed` goes first, before any copy.
+        match main.next().await {
+            Some(Ok(subscribed)) => {
+                if !self.forward_delivery(subscribed).await {
+                    return;
+                }
+            }
+            Some(Err(status)) => {
+                let _ = self.out.send(Err(status)).await;
+                return;
+            }
+            None => return,
+        }
         loop {
             let timer = self.next_timer();
             let out = self.out.clone();
@@ -207,9 +261,7 @@ impl Conductor {
                 () = out.closed() => Event::ClientGone,
                 item = main.next() => Event::Main(item),
                 item = next_of(&mut retry) => Event::Retry(item),
-                request = requests.message(), if requests_open => {
-                    Event::Request(request.ok().flatten())
-                }
+                request = next_request(&mut requests) => Event::Request(request),
                 () = sleep_until(timer) => Event::Timer,
             };
             match event {
@@ -238,7 +290,7 @@ impl Conductor {
                     );
                     retry = None;
                 }
-                Event::Request(None) => requests_open = false,
+                Event::Request(None) => requests = None,
                 Event::Request(Some(request)) => {
                     if !self.serve(request).await {
                         return;
@@ -293,6 +345,11 @@ impl Conductor {
         let now = IggyTimestamp::now().as_micros();
         for mut message in batch.messages {
             let copy_offset = message.offset;
+            if let Some(control) = copies::control_of_delivered(&message.headers) {
+                self.apply(control).await;
+                let _ = self.retry_acks.settle(0, copy_offset).await;
+                continue;
+            }
             let Some(copy) = copies::copy_of_delivered(&message.headers) else {
                 // Not a copy the gateway wrote: nothing to deliver.
                 let _ = self.retry_acks.settle(0, copy_offset).await;
@@ -315,6 +372,40 @@ impl Conductor {
             }
         }
         true
+    }
+
+    /// Applies what a unary call handed over; a request for a message no
+    /// longer out (settled, or from a stream before this one) does nothing.
+    async fn apply(&mut self, control: copies::Control) {
+        let (key, outcome) = match control {
+            copies::Control::Ack { partition, offset } => {
+                ((partition, offset), self.ack((partition, offset)).await)
+            }
+            copies::Control::Nack {
+                partition,
+                offset,
+                delay,
+                reason,
+            } => {
+                let key = (partition, offset);
+                (key, self.nack_for(key, delay, &reason).await)
+            }
+            copies::Control::Extend {
+                partition,
+                offset,
+                extension,
+            } => {
+                let key = (partition, offset);
+                let outcome = self
+                    .ledger
+                    .extend(key, Instant::now() + extension)
+                    .map_err(Outcome::Missed);
+                (key, outcome)
+            }
+        };
+        if let Err(Outcome::Failed(error)) = outcome {
+            warn!(partition = key.0, offset = key.1, %error, "a handed-over ack or nack failed");
+        }
     }
 
     /// Delivers a copy that is due; false once the client is gone.
@@ -354,6 +445,9 @@ impl Conductor {
             let Ok(delivery) = self.ledger.take(key) else {
                 continue;
             };
+            if delivery.copy_offset.is_none() && self.acked_by_names(key).await {
+                continue;
+            }
             match self
                 .deliver_again(
                     key,
@@ -394,7 +488,7 @@ impl Conductor {
             }
             Some(consume_request::Kind::Extend(extend)) => {
                 let key = (extend.partition_id, extend.offset);
-                let outcome = match extension(extend.extension.as_ref()) {
+                let outcome = match extension("extend.extension", extend.extension.as_ref()) {
                     Ok(more) => self
                         .ledger
                         .extend(key, Instant::now() + more)
@@ -442,17 +536,16 @@ impl Conductor {
     }
 
     async fn nack(&mut self, key: Key, nack: &proto::ConsumeNack) -> Result<(), Outcome> {
-        let delay = nack_delay(nack.delay.as_ref())
+        let delay = nack_delay("nack.delay", nack.delay.as_ref())
             .map_err(|error| Outcome::Invalid("INVALID_NACK_DELAY", error.to_string()))?;
+        self.nack_for(key, delay, &nack.reason).await
+    }
+
+    async fn nack_for(&mut self, key: Key, delay: Duration, reason: &str) -> Result<(), Outcome> {
         let delivery = self.ledger.take(key).map_err(Outcome::Missed)?;
+        let (attempt, copy_offset) = (delivery.attempt, delivery.copy_offset);
         match self
-            .deliver_again(
-                key,
-                delivery.attempt,
-                delivery.copy_offset,
-                delay,
-                &nack.reason,
-            )
+            .deliver_again(key, attempt, copy_offset, delay, reason)
             .await
         {
             Ok(()) => Ok(()),
@@ -523,6 +616,24 @@ impl Conductor {
         };
         self.write(target, copy).await?;
         self.settle(key, copy_offset).await
+    }
+
+    /// Whether a named consumer's stored offset covers `key`: an Ack by
+    /// names took it (the topic's subscription frees its room).
+    async fn acked_by_names(&self, (partition, offset): Key) -> bool {
+        let Some(consumer) = self.named.clone() else {
+            return false;
+        };
+        let (stream, topic) = (self.topics.stream.clone(), self.topics.topic.clone());
+        let stored = self
+            .pool
+            .call(move |client| async move {
+                client
+                    .get_consumer_offset(&consumer, &stream, &topic, Some(partition))
+                    .await
+            })
+            .await;
+        matches!(stored, Ok(Some(stored)) if stored.stored_offset >= offset)
     }
 
     /// Settles what was copied: the copy in the retry topic, or the
@@ -626,6 +737,16 @@ fn result((partition_id, offset): Key, outcome: Result<(), Outcome>) -> proto::A
         outcome: outcome as i32,
         reason,
         message,
+    }
+}
+
+/// The next request of a Consume stream; never ready without one.
+async fn next_request(
+    requests: &mut Option<Streaming<proto::ConsumeRequest>>,
+) -> Option<proto::ConsumeRequest> {
+    match requests {
+        Some(requests) => requests.message().await.ok().flatten(),
+        None => std::future::pending().await,
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{
     edge::{Principal, StreamRef, access},
     error::{GatewayError, not_found},
     iggy::IggyPool,
+    messaging::redelivery,
     proto,
 };
 use iggy::prelude::{
@@ -263,6 +264,11 @@ impl Subscriptions {
         let not_found = || GatewayError::SubscriptionNotFound(subscription_id.to_owned());
         let reference = SubscriptionRef::decode(subscription_id).ok_or_else(not_found)?;
         access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
+        if reference.redelivery && reference.manual {
+            // Only its stream knows what is out: handed over through Iggy.
+            let ack = redelivery::Control::Ack { partition, offset };
+            return redelivery::hand_over(&self.pool, &reference, ack).await;
+        }
         let local = self.lock_acks().get(subscription_id).cloned();
         let acked = match local {
             Some(acks) => acks.ack(partition, offset).await,
@@ -404,7 +410,7 @@ fn not_manual_ack() -> GatewayError {
 }
 
 /// An identifier as the access check takes it.
-fn stream_ref(stream: &Identifier) -> StreamRef<'_> {
+pub fn stream_ref(stream: &Identifier) -> StreamRef<'_> {
     match stream.kind {
         IdKind::Numeric => StreamRef::Id(stream.get_u32_value().unwrap_or_default()),
         IdKind::String => StreamRef::Name(std::str::from_utf8(&stream.value).unwrap_or_default()),

@@ -1052,6 +1052,7 @@ fn subscription_id(reader: &Reader, spec: &Spec) -> Result<String, IggyError> {
         topic: spec.topic.clone(),
         consumer,
         manual: spec.ack_mode == AckMode::Manual,
+        redelivery: spec.redelivery,
     }
     .encode())
 }

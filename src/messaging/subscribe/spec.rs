@@ -109,6 +109,9 @@ pub struct Spec {
     pub max_in_flight_messages: u32,
     pub max_in_flight_bytes: u64,
     pub heartbeat: Duration,
+    /// Whether the stream delivers again (`redelivery`), which routes its
+    /// acks through its retry topic.
+    pub redelivery: bool,
 }
 
 impl Spec {
@@ -135,6 +138,7 @@ impl Spec {
             limits,
         )?;
         spec.create_group = request.create_group;
+        spec.redelivery = request.redelivery.is_some();
         let flow = request.flow_control.unwrap_or_default();
         spec.max_in_flight_messages = if flow.max_in_flight_messages == 0 {
             limits.default_max_in_flight_messages
@@ -230,6 +234,7 @@ impl Spec {
             partition: fields.partition,
             consumer,
             create_group: false,
+            redelivery: false,
             start,
             ack_mode,
             batch_size,

@@ -13,8 +13,8 @@
 //! consumer), 16 random bytes, then the stream, the topic and the
 //! consumer's id, each as a kind byte (`0` numeric, then a `u32`; `1` named,
 //! then a length byte and the name), and a last byte of flags (`1`: the
-//! consumer is a group, `2`: manual ack); little-endian, unpadded URL-safe
-//! base64.
+//! consumer is a group, `2`: manual ack, `4`: redelivery); little-endian,
+//! unpadded URL-safe base64.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use iggy::prelude::{Consumer, ConsumerKind, IdKind, Identifier};
@@ -23,6 +23,7 @@ const VERSION: u8 = 1;
 const NONCE_BYTES: usize = 16;
 const GROUP: u8 = 1;
 const MANUAL: u8 = 2;
+const REDELIVERY: u8 = 4;
 
 /// What a subscription id names.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,9 @@ pub struct SubscriptionRef {
     pub consumer: Consumer,
     /// Whether the subscription takes acks (`ACK_MODE_MANUAL`).
     pub manual: bool,
+    /// Whether it delivers again (`redelivery`): its acks, nacks and
+    /// extensions go through its retry topic.
+    pub redelivery: bool,
 }
 
 impl SubscriptionRef {
@@ -56,7 +60,9 @@ impl SubscriptionRef {
         } else {
             0
         };
-        bytes.push(group | if self.manual { MANUAL } else { 0 });
+        let manual = if self.manual { MANUAL } else { 0 };
+        let redelivery = if self.redelivery { REDELIVERY } else { 0 };
+        bytes.push(group | manual | redelivery);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -74,7 +80,7 @@ impl SubscriptionRef {
         let topic = reader.identifier()?;
         let id = reader.identifier()?;
         let flags = *reader.take(1)?.first()?;
-        if flags & !(GROUP | MANUAL) != 0 {
+        if flags & !(GROUP | MANUAL | REDELIVERY) != 0 {
             return None;
         }
         let consumer = if flags & GROUP != 0 {
@@ -92,6 +98,7 @@ impl SubscriptionRef {
             topic,
             consumer,
             manual: flags & MANUAL != 0,
+            redelivery: flags & REDELIVERY != 0,
         })
     }
 }
@@ -143,11 +150,15 @@ mod tests {
 
     #[test]
     fn ids_round_trip_for_consumers_and_groups() {
-        for (consumer, manual) in [
-            (Consumer::new(named("reader")), true),
-            (Consumer::new(named("reader")), false),
-            (Consumer::group(named("workers")), true),
-            (Consumer::group(Identifier::numeric(7).expect("id")), false),
+        for (consumer, manual, redelivery) in [
+            (Consumer::new(named("reader")), true, true),
+            (Consumer::new(named("reader")), false, false),
+            (Consumer::group(named("workers")), true, false),
+            (
+                Consumer::group(Identifier::numeric(7).expect("id")),
+                true,
+                true,
+            ),
         ] {
             let reference = SubscriptionRef {
                 client_id: 42,
@@ -156,6 +167,7 @@ mod tests {
                 topic: Identifier::numeric(3).expect("id"),
                 consumer,
                 manual,
+                redelivery,
             };
             assert_eq!(
                 SubscriptionRef::decode(&reference.encode()),
@@ -181,6 +193,7 @@ mod tests {
             topic: named("t"),
             consumer: Consumer::new(named("c")),
             manual: true,
+            redelivery: false,
         };
         let mut text = reference.encode();
         text.push('A');
