@@ -12,7 +12,10 @@
 
 use super::{Backoff, IggyTarget, RunToCompletion};
 use crate::error::{GatewayError, is_connection_lost};
-use iggy::prelude::{Client, IggyClient, IggyError, SystemClient};
+use iggy::prelude::{
+    Client, Consumer, Identifier, IggyClient, IggyError, MessageClient, PolledMessages,
+    PollingStrategy, SystemClient,
+};
 use std::{
     future::Future,
     sync::{
@@ -155,6 +158,34 @@ impl IggyPool {
             })
             .await?;
         result.map_err(GatewayError::from)
+    }
+
+    /// Reads `count` messages of `partition` from `strategy` on, storing
+    /// no offset (the consumer named is only a name Iggy asks for).
+    pub async fn peek(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition: u32,
+        strategy: PollingStrategy,
+        count: u32,
+    ) -> Result<PolledMessages, GatewayError> {
+        let (stream, topic) = (stream.clone(), topic.clone());
+        self.call(move |client| async move {
+            let consumer = Consumer::new(Identifier::named("iggy-grpc.peek")?);
+            client
+                .poll_messages(
+                    &stream,
+                    &topic,
+                    Some(partition),
+                    &consumer,
+                    &strategy,
+                    count,
+                    false,
+                )
+                .await
+        })
+        .await
     }
 
     /// Like [`IggyPool::call`], for operations whose output is not a plain

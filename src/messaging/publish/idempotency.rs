@@ -12,9 +12,7 @@
 //! first attempt's answer (docs/delivery.md, "Idempotent publish").
 
 use crate::{error::GatewayError, iggy::IggyPool};
-use iggy::prelude::{
-    Consumer, Identifier, IggyTimestamp, MessageClient, PolledMessages, PollingStrategy,
-};
+use iggy::prelude::{Identifier, IggyTimestamp, PollingStrategy};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, PoisonError},
@@ -144,15 +142,9 @@ impl Idempotency {
         offset: u64,
         id: u128,
     ) -> Result<bool, GatewayError> {
-        let polled = poll(
-            pool,
-            stream,
-            topic,
-            partition,
-            PollingStrategy::offset(offset),
-            1,
-        )
-        .await?;
+        let polled = pool
+            .peek(stream, topic, partition, PollingStrategy::offset(offset), 1)
+            .await?;
         Ok(polled
             .messages
             .first()
@@ -176,7 +168,9 @@ impl Idempotency {
                 Some(offset) => PollingStrategy::offset(offset),
                 None => PollingStrategy::timestamp(IggyTimestamp::from(since)),
             };
-            let polled = poll(pool, stream, topic, partition, strategy, CATCH_UP_BATCH).await?;
+            let polled = pool
+                .peek(stream, topic, partition, strategy, CATCH_UP_BATCH)
+                .await?;
             let Some(last) = polled.messages.last().map(|m| m.header.offset) else {
                 // Nothing new. A log that ends before what was read lost
                 // messages: read the window again.
@@ -208,33 +202,6 @@ impl Idempotency {
             }
         }
     }
-}
-
-/// Reads `count` messages of `partition` without storing an offset.
-async fn poll(
-    pool: &IggyPool,
-    stream: &Identifier,
-    topic: &Identifier,
-    partition: u32,
-    strategy: PollingStrategy,
-    count: u32,
-) -> Result<PolledMessages, GatewayError> {
-    let (stream, topic) = (stream.clone(), topic.clone());
-    pool.call(move |client| async move {
-        let consumer = Consumer::new(Identifier::named("iggy-grpc.idempotency")?);
-        client
-            .poll_messages(
-                &stream,
-                &topic,
-                Some(partition),
-                &consumer,
-                &strategy,
-                count,
-                false,
-            )
-            .await
-    })
-    .await
 }
 
 #[cfg(test)]

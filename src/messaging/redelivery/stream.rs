@@ -652,23 +652,11 @@ impl Conductor {
         partition: u32,
         offset: u64,
     ) -> Result<Option<IggyMessage>, GatewayError> {
-        let (stream, topic) = (self.topics.stream.clone(), topic.clone());
+        let strategy = PollingStrategy::offset(offset);
+        let stream = &self.topics.stream;
         let polled = self
             .pool
-            .call(move |client| async move {
-                let consumer = Consumer::new(Identifier::named("iggy-grpc.redelivery")?);
-                client
-                    .poll_messages(
-                        &stream,
-                        &topic,
-                        Some(partition),
-                        &consumer,
-                        &PollingStrategy::offset(offset),
-                        1,
-                        false,
-                    )
-                    .await
-            })
+            .peek(stream, topic, partition, strategy, 1)
             .await?;
         Ok(polled
             .messages
