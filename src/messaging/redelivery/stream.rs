@@ -32,7 +32,7 @@ use std::{collections::BTreeMap, pin::Pin, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Status, Streaming};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// What the stream sends.
 type Out = Result<proto::ConsumeResponse, Status>;
@@ -637,11 +637,25 @@ impl Conductor {
     }
 
     /// Settles what was copied: the copy in the retry topic, or the
-    /// original in its partition.
+    /// original in its partition. A subscription that no longer holds it
+    /// (a consumer group gave the partition to another member) leaves it to
+    /// the new holder, which delivers it once more: settled as far as this
+    /// stream goes.
     async fn settle(&self, key: Key, copy_offset: Option<u64>) -> Result<(), GatewayError> {
-        match copy_offset {
+        let settled = match copy_offset {
             Some(copy_offset) => self.retry_acks.settle(0, copy_offset).await,
             None => self.main_acks.settle(key.0, key.1).await,
+        };
+        match settled {
+            Err(error) if error.reason() == "OFFSET_NOT_DELIVERED" => {
+                debug!(
+                    partition = key.0,
+                    offset = key.1,
+                    "no longer held here; left to its new holder"
+                );
+                Ok(())
+            }
+            settled => settled,
         }
     }
 
