@@ -107,10 +107,10 @@ pub enum GatewayError {
         /// The configured maximum.
         limit: usize,
     },
-    /// The gateway already serves its maximum of consumer-group members,
-    /// each of which holds an Iggy connection of its own.
+    /// The gateway already serves its maximum of subscriptions that hold
+    /// an Iggy connection of their own (group members, manual-ack ones).
     #[error(
-        "the gateway serves its maximum of {limit} consumer-group members; retry later or on another replica"
+        "the gateway serves its maximum of {limit} subscriptions with an Iggy connection of their own (consumer-group members and manual-ack subscriptions); retry later or on another replica"
     )]
     TooManyGroupMembers {
         /// The configured maximum.

@@ -46,9 +46,9 @@ const WINDOW: u32 = 5;
 
 /// Replica A holds a manual-ack stream with a window of five; every ack goes
 /// to replica B. Delivery goes on past the window, the stored offset is the
-/// last one acknowledged, B refuses what the log does not hold; once a
-/// member's stream ends B answers SUBSCRIPTION_NOT_FOUND, while a named
-/// consumer's acks are still stored.
+/// last one acknowledged, B refuses what the log does not hold; once the
+/// stream ends B answers SUBSCRIPTION_NOT_FOUND, for a named consumer as
+/// for a group member.
 async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     let holder = env.gateway().await;
     let other = env.gateway().await;
@@ -137,18 +137,9 @@ async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     }
     let id = subscription.id.clone();
     drop(subscription);
-    if !as_group {
-        // A named consumer's offset outlives the stream: an ack after the
-        // end is still taken, and still never moves the offset back.
-        acks.ack(ack(u64::from(MESSAGES) - 1, &id))
-            .await
-            .expect("a named consumer's ack after its stream ended");
-        acks.ack(ack(0, &id)).await.expect("an older offset");
-        assert_eq!(stored_offset().await, Some(u64::from(MESSAGES) - 1));
-        return;
-    }
-    // A member's stream ends; the other replica learns it from Iggy, which
-    // drops the member's connection once the holding replica closes it.
+    // The stream ends; the other replica learns it from Iggy, which drops
+    // the subscription's own connection (a member's, or a named consumer's
+    // presence) once the holding replica closes it.
     let mut attempts = 0;
     let ended = loop {
         match acks.ack(ack(0, &id)).await {
@@ -162,6 +153,18 @@ async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
     };
     assert_eq!(
         error_reason(&ended).as_deref(),
+        Some("SUBSCRIPTION_NOT_FOUND")
+    );
+    // The replica that held it says the same.
+    let on_holder = expect_code(
+        holder
+            .messaging()
+            .ack(ack(u64::from(MESSAGES) - 1, &id))
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(
+        error_reason(&on_holder).as_deref(),
         Some("SUBSCRIPTION_NOT_FOUND")
     );
 }

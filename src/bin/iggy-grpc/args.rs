@@ -101,8 +101,9 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_subscriptions: u64,
 
-    /// Most concurrent consumer-group members among them: each holds an Iggy
-    /// connection of its own (named consumers share the subscription pool).
+    /// Most concurrent consumer-group members and manual-ack subscriptions
+    /// among them: each holds an Iggy connection of its own (other named
+    /// consumers only share the subscription pool).
     #[arg(long, env = "IGGY_GRPC_MAX_GROUP_MEMBERS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_group_members: u64,

@@ -177,9 +177,10 @@ impl Subscriptions {
                 limit: self.limits.max_subscriptions,
             }
         })?;
-        // A member holds an Iggy connection of its own, and logs in on it:
-        // it takes a member's slot and waits its turn to open.
-        let (member_slot, turn) = if spec.is_group() {
+        // A member, or a manual-ack subscription, holds an Iggy connection
+        // of its own and logs in on it: it takes one of those slots and
+        // waits its turn to open.
+        let (member_slot, turn) = if spec.holds_connection() {
             let slot = Arc::clone(&self.member_slots)
                 .try_acquire_owned()
                 .map_err(|_| GatewayError::TooManyGroupMembers {
@@ -281,10 +282,10 @@ impl Subscriptions {
     }
 
     /// An Ack for a subscription this replica does not hold (another
-    /// replica's, or one that ended): a named consumer's offset is stored as
-    /// it is, since it belongs to the consumer rather than to one stream; a
-    /// group member's goes to the group's ack mailbox while the member's
-    /// connection is still in the group. Neither moves a stored offset back.
+    /// replica's, or one that ended): while the subscription's connection
+    /// is still open in Iggy (for a member: still in the group), a named
+    /// consumer's offset is stored as it is, a member's in the group's ack
+    /// mailbox. Neither moves a stored offset back.
     async fn ack_elsewhere(
         &self,
         reference: &SubscriptionRef,
@@ -313,7 +314,17 @@ impl Subscriptions {
                 }
                 reader::ack_mailbox(group_id)?
             }
-            ConsumerKind::Consumer => reference.consumer.clone(),
+            ConsumerKind::Consumer => {
+                let client_id = reference.client_id;
+                let holder = self
+                    .pool
+                    .call(move |client| async move { client.get_client(client_id).await })
+                    .await?;
+                if client_id == 0 || holder.is_none() {
+                    return Err(GatewayError::SubscriptionNotFound(String::new()));
+                }
+                reference.consumer.clone()
+            }
         };
         self.store_ack(
             target,

@@ -3,7 +3,11 @@
 //! connection; a named consumer over the replica's subscription pool), group
 //! membership, the partitions it reads, polls by offset and stored offsets.
 
-use super::{spec::Spec, topic_watch::log_ends, wakeups};
+use super::{
+    spec::{AckMode, Spec},
+    topic_watch::log_ends,
+    wakeups,
+};
 use crate::{
     error::{GatewayError, not_found},
     iggy::IggyPool,
@@ -84,9 +88,14 @@ pub struct Reader {
     pub ids: (u32, u32),
     /// Every way a publisher may name this topic, for wake-ups.
     pub wakeup_keys: Vec<String>,
-    /// A member's Iggy client id: its connection lives as long as the
-    /// subscription (0 for a named consumer, which has none of its own).
+    /// The Iggy client id of a connection that lives exactly as long as the
+    /// subscription: a member's own, or a manual-ack named consumer's
+    /// presence connection; 0 for others, which have none.
     pub client_id: u32,
+    /// A manual-ack named consumer's connection that only says, by being
+    /// open, that the subscription is: its reads go over the pool, and
+    /// another replica taking its Ack asks Iggy whether it is still there.
+    presence: Option<IggyClient>,
     /// The numeric id of the group, for a member.
     pub group_id: Option<u32>,
 }
@@ -106,11 +115,22 @@ impl Reader {
         } else {
             Connection::Shared(pool.clone())
         };
+        let presence = if !spec.is_group() && spec.ack_mode == AckMode::Manual {
+            let client = pool
+                .target()
+                .connect(CONNECT_TIMEOUT)
+                .await
+                .map_err(|_| GatewayError::IggyUnavailable)?;
+            Some(client)
+        } else {
+            None
+        };
         let mut reader = Self {
             connection,
             ids: (0, 0),
             wakeup_keys: Vec::new(),
             client_id: 0,
+            presence,
             group_id: None,
             spec,
         };
@@ -132,6 +152,7 @@ impl Reader {
             ids,
             wakeup_keys: Vec::new(),
             client_id: 0,
+            presence: None,
             group_id: None,
         }
     }
@@ -169,6 +190,9 @@ impl Reader {
             .flat_map(|s| topics.iter().map(move |t| wakeups::key(s, t)))
             .collect();
         self.ids = (stream.id, topic.id);
+        if let Some(presence) = &self.presence {
+            self.client_id = presence.get_me().await?.client_id;
+        }
         if let Connection::Own(client) = &self.connection {
             self.client_id = client.get_me().await?.client_id;
             self.join(Arc::clone(client)).await?;
@@ -371,6 +395,11 @@ impl Reader {
     /// Leaves the group and closes the connection (for a member; a named
     /// consumer has nothing to release).
     pub async fn close(self) {
+        if let Some(presence) = self.presence
+            && let Err(error) = presence.shutdown().await
+        {
+            debug!(%error, "closing a subscription's presence connection");
+        }
         let Connection::Own(client) = self.connection else {
             return;
         };

@@ -59,8 +59,9 @@ pub struct SubscribeLimits {
     pub buffered_batches: usize,
     /// Most concurrent subscriptions.
     pub max_subscriptions: usize,
-    /// Most concurrent consumer-group members (each holds an Iggy
-    /// connection of its own), within `max_subscriptions`.
+    /// Most concurrent consumer-group members and manual-ack subscriptions
+    /// (each holds an Iggy connection of its own), within
+    /// `max_subscriptions`.
     pub max_group_members: usize,
     /// Iggy connections shared by the named consumers' reads and the topic
     /// watchers (the subscription pool).
@@ -118,6 +119,13 @@ impl Spec {
     /// True for a consumer-group member.
     pub fn is_group(&self) -> bool {
         self.consumer.kind == ConsumerKind::ConsumerGroup
+    }
+
+    /// True when the subscription holds an Iggy connection of its own: a
+    /// group member (Iggy ties membership to it), and a manual-ack named
+    /// consumer (whose acks other replicas take while it is open).
+    pub fn holds_connection(&self) -> bool {
+        self.is_group() || self.ack_mode == AckMode::Manual
     }
 
     /// Validates a Subscribe request.
