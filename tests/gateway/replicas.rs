@@ -46,7 +46,7 @@ const WINDOW: u32 = 5;
 
 /// Replica A holds a manual-ack stream with a window of five; every ack goes
 /// to replica B. Delivery goes on past the window, the stored offset is the
-/// last one acknowledged, B refuses what the log does not hold; once the
+/// last one acknowledged, B refuses what was not delivered; once the
 /// stream ends B answers SUBSCRIPTION_NOT_FOUND, for a named consumer as
 /// for a group member.
 async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
@@ -98,6 +98,17 @@ async fn acks_elsewhere(env: Env, as_group: bool, by: AckBy) {
         let expected: Vec<u64> = (next..next + offsets.len() as u64).collect();
         assert_eq!(offsets, expected, "in order, nothing repeated or skipped");
         next += offsets.len() as u64;
+        if by == AckBy::Id && next < u64::from(MESSAGES) {
+            // Stored in the log, not delivered yet: refused there too.
+            let ahead = expect_code(
+                acks.ack(ack(next, &subscription.id)).await,
+                Code::FailedPrecondition,
+            );
+            assert_eq!(
+                error_reason(&ahead).as_deref(),
+                Some("OFFSET_NOT_DELIVERED")
+            );
+        }
         acks.ack(ack(next - 1, &subscription.id))
             .await
             .unwrap_or_else(|status| panic!("ack {} on the other replica: {status:?}", next - 1));

@@ -326,6 +326,7 @@ impl Subscriptions {
                 reference.consumer.clone()
             }
         };
+        self.check_delivered(reference, partition, offset).await?;
         self.store_ack(
             target,
             &reference.stream,
@@ -334,6 +335,42 @@ impl Subscriptions {
             offset,
         )
         .await
+    }
+
+    /// Refuses an Ack by id of an offset the subscription's consumer has
+    /// not been delivered: past what its manual-ack streams noted in Iggy
+    /// before sending ([`reader::delivered_marker`]).
+    async fn check_delivered(
+        &self,
+        reference: &SubscriptionRef,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), GatewayError> {
+        let group_id = match reference.consumer.kind {
+            ConsumerKind::ConsumerGroup => Some(reference.consumer.id.get_u32_value()?),
+            ConsumerKind::Consumer => None,
+        };
+        let marker = reader::delivered_marker(&reference.consumer, group_id)?;
+        let (stream, topic) = (reference.stream.clone(), reference.topic.clone());
+        let delivered = self
+            .pool
+            .call(move |client| async move {
+                client
+                    .get_consumer_offset(&marker, &stream, &topic, Some(partition))
+                    .await
+            })
+            .await?
+            .map(|marker| marker.stored_offset);
+        match delivered {
+            Some(last) if offset <= last => Ok(()),
+            _ => Err(GatewayError::FailedPrecondition {
+                reason: "OFFSET_NOT_DELIVERED",
+                message: format!(
+                    "offset {offset} of partition {partition} was not delivered to this consumer (last delivered: {})",
+                    delivered.map_or_else(|| "none".to_owned(), |last| last.to_string())
+                ),
+            }),
+        }
     }
 
     /// An Ack that names its stream, topic and consumer instead of a

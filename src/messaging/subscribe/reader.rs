@@ -71,6 +71,31 @@ pub fn ack_mailbox(group_id: u32) -> Result<Consumer, IggyError> {
     ))?))
 }
 
+/// The named consumer whose offsets say how far the manual-ack streams of
+/// `consumer` (for a group: of the group with id `group_id`) delivered each
+/// partition: a replica that does not hold the stream refuses an Ack by id
+/// past it (docs/delivery.md).
+pub fn delivered_marker(consumer: &Consumer, group_id: Option<u32>) -> Result<Consumer, IggyError> {
+    let name = match group_id {
+        Some(group_id) => format!("iggy-grpc.delivered.group-{group_id}"),
+        None => {
+            let id = match consumer.id.kind {
+                IdKind::Numeric => consumer.id.get_u32_value()?.to_string(),
+                IdKind::String => consumer.id.get_string_value()?,
+            };
+            let name = format!("iggy-grpc.delivered.consumer.{id}");
+            if name.len() <= 255 {
+                name
+            } else {
+                // Too long for an Iggy name with the prefix: its hash.
+                let hash = iggy_common::calculate_32(id.as_bytes());
+                format!("iggy-grpc.delivered.consumer.{hash:08x}.{}", id.len())
+            }
+        }
+    };
+    Ok(Consumer::new(Identifier::named(&name)?))
+}
+
 /// How a reader reaches Iggy.
 enum Connection {
     /// A consumer-group member's own connection: Iggy ties membership to it.
@@ -378,6 +403,19 @@ impl Reader {
         self.call(move |client| async move {
             client
                 .store_consumer_offset(&consumer, &stream, &topic, Some(partition), offset)
+                .await
+        })
+        .await
+    }
+
+    /// Notes in Iggy that `partition` was delivered up to `offset`, before
+    /// the batch goes out (see [`delivered_marker`]).
+    pub async fn note_delivered(&self, partition: u32, offset: u64) -> Result<(), GatewayError> {
+        let marker = delivered_marker(&self.spec.consumer, self.group_id)?;
+        let (stream, topic) = (self.spec.stream.clone(), self.spec.topic.clone());
+        self.call(move |client| async move {
+            client
+                .store_consumer_offset(&marker, &stream, &topic, Some(partition), offset)
                 .await
         })
         .await

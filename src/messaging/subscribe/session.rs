@@ -560,6 +560,10 @@ impl Session {
         self.from.insert(partition, ReadFrom::Offset(last + 1));
         self.delivered.insert(partition, last);
         self.delivered_at.insert(partition, stored_at);
+        if self.spec.ack_mode == AckMode::Manual {
+            // Before the client can ack it, on this replica or another.
+            self.reader.note_delivered(partition, last).await?;
+        }
         let commit = (self.spec.ack_mode == AckMode::Auto).then(|| vec![(partition, last)]);
         let batch = Kind::Batch(proto::MessageBatch {
             messages,
