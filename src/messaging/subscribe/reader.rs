@@ -488,3 +488,37 @@ pub fn is_assignment_stale(error: &GatewayError) -> bool {
         )
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_consumer_has_a_delivered_marker_of_its_own_that_iggy_can_name() {
+        let named = |name: &str| Consumer::new(Identifier::named(name).expect("id"));
+        let marker = |consumer: &Consumer, group| {
+            delivered_marker(consumer, group)
+                .expect("marker")
+                .id
+                .get_string_value()
+                .expect("named")
+        };
+        assert_eq!(
+            marker(&named("billing"), None),
+            "iggy-grpc.delivered.consumer.billing"
+        );
+        assert_eq!(
+            marker(&Consumer::new(Identifier::numeric(7).expect("id")), None),
+            "iggy-grpc.delivered.consumer.7"
+        );
+        assert_eq!(
+            marker(&named("billing"), Some(3)),
+            "iggy-grpc.delivered.group-3"
+        );
+        let long = "x".repeat(255);
+        let other = format!("{}y", "x".repeat(254));
+        let (a, b) = (marker(&named(&long), None), marker(&named(&other), None));
+        assert!(a.len() <= 255 && b.len() <= 255);
+        assert_ne!(a, b, "long names stay apart");
+    }
+}
