@@ -147,32 +147,51 @@ async fn serve_requests(
 }
 
 fn result(partition_id: u32, offset: u64, outcome: Result<(), GatewayError>) -> proto::AckResult {
-    let (outcome, reason, message) = match outcome {
-        Ok(()) => (AckOutcome::Ok, String::new(), String::new()),
+    match outcome {
+        Ok(()) => ack_result(
+            (partition_id, offset),
+            AckOutcome::Ok,
+            String::new(),
+            String::new(),
+        ),
         Err(error) => {
             let kind = if error.reason() == "OFFSET_NOT_DELIVERED" {
                 AckOutcome::NotDelivered
             } else {
                 AckOutcome::Failed
             };
-            (kind, error.reason(), error.to_string())
+            ack_result(
+                (partition_id, offset),
+                kind,
+                error.reason(),
+                error.to_string(),
+            )
         }
-    };
+    }
+}
+
+fn unsupported(partition_id: u32, offset: u64, what: &str) -> proto::AckResult {
+    let message = format!("a {what} needs a stream started with redelivery");
+    ack_result(
+        (partition_id, offset),
+        AckOutcome::Unsupported,
+        "UNSUPPORTED".into(),
+        message,
+    )
+}
+
+/// The result of an ack, nack or extension of `offset` of `partition_id`.
+pub fn ack_result(
+    (partition_id, offset): (u32, u64),
+    outcome: AckOutcome,
+    reason: String,
+    message: String,
+) -> proto::AckResult {
     proto::AckResult {
         partition_id,
         offset,
         outcome: outcome as i32,
         reason,
         message,
-    }
-}
-
-fn unsupported(partition_id: u32, offset: u64, what: &str) -> proto::AckResult {
-    proto::AckResult {
-        partition_id,
-        offset,
-        outcome: AckOutcome::Unsupported as i32,
-        reason: "UNSUPPORTED".into(),
-        message: format!("a {what} needs a stream started with redelivery"),
     }
 }

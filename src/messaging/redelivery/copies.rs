@@ -48,39 +48,46 @@ pub enum Control {
     },
 }
 
+impl Control {
+    /// The message it is about: its partition and offset.
+    pub fn key(&self) -> (u32, u64) {
+        match self {
+            Self::Ack { partition, offset }
+            | Self::Nack {
+                partition, offset, ..
+            }
+            | Self::Extend {
+                partition, offset, ..
+            } => (*partition, *offset),
+        }
+    }
+}
+
 /// The record of `control`, to append to the retry topic.
 pub fn control_record(control: &Control, now_micros: u64) -> IggyMessage {
     let mut headers = BTreeMap::new();
     let micros =
         |duration: &std::time::Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-    let (kind, partition, offset) = match control {
-        Control::Ack { partition, offset } => ("ack", partition, offset),
-        Control::Nack {
-            partition,
-            offset,
-            delay,
-            reason,
-        } => {
+    let kind = match control {
+        Control::Ack { .. } => "ack",
+        Control::Nack { delay, reason, .. } => {
             set(&mut headers, DURATION_MICROS, micros(delay).into());
             if let Some(reason) = header_text(reason) {
                 set(&mut headers, NACK_REASON, reason);
             }
-            ("nack", partition, offset)
+            "nack"
         }
-        Control::Extend {
-            partition,
-            offset,
-            extension,
-        } => {
+        Control::Extend { extension, .. } => {
             set(&mut headers, DURATION_MICROS, micros(extension).into());
-            ("extend", partition, offset)
+            "extend"
         }
     };
+    let (partition, offset) = control.key();
     if let Ok(kind) = HeaderValue::try_from(kind) {
         set(&mut headers, CONTROL, kind);
     }
-    set(&mut headers, ORIGIN_PARTITION, (*partition).into());
-    set(&mut headers, ORIGIN_OFFSET, (*offset).into());
+    set(&mut headers, ORIGIN_PARTITION, partition.into());
+    set(&mut headers, ORIGIN_OFFSET, offset.into());
     let record = IggyMessage {
         header: IggyMessageHeader {
             id: Uuid::new_v4().as_u128(),

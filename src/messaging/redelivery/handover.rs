@@ -9,10 +9,10 @@ use super::{
     retry_topic,
 };
 use crate::{
-    edge::{Principal, access},
+    edge::Principal,
     error::{GatewayError, not_found},
     iggy::IggyPool,
-    messaging::subscribe::{SubscriptionRef, stream_ref},
+    messaging::subscribe::{self, SubscriptionRef},
 };
 use iggy::prelude::{
     Consumer, ConsumerGroupClient, ConsumerKind, IdKind, Identifier, IggyTimestamp, MessageClient,
@@ -28,9 +28,7 @@ pub async fn hand_over_by_id(
     subscription_id: &str,
     control: Control,
 ) -> Result<(), GatewayError> {
-    let reference = SubscriptionRef::decode(subscription_id)
-        .ok_or_else(|| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
-    access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
+    let reference = subscribe::admitted(principal, subscription_id)?;
     if !reference.redelivery {
         return Err(GatewayError::FailedPrecondition {
             reason: "NOT_REDELIVERING",
@@ -53,14 +51,14 @@ pub async fn hand_over(
         .call(move |client| async move { client.get_topic(&stream, &topic).await })
         .await?
         .ok_or_else(|| not_found::topic(&reference.stream, &reference.topic))?;
-    let consumer = named_consumer(
+    let retry = retry_topic_of(
         pool,
         &reference.stream,
         &reference.topic,
+        details.id,
         &reference.consumer,
     )
     .await?;
-    let retry = Identifier::named(&retry_topic(details.id, &consumer))?;
     let record = copies::control_record(&control, IggyTimestamp::now().as_micros());
     let stream = reference.stream.clone();
     let sent = pool
@@ -87,22 +85,28 @@ pub async fn hand_over(
     }
 }
 
-/// `consumer` as its retry topic is named: a group named by its numeric id
-/// is named by its name.
-pub async fn named_consumer(
+/// The retry topic of `consumer` reading `topic` (numeric id `topic_id`):
+/// named by the consumer's name, so a group named by its numeric id is
+/// looked up first.
+pub async fn retry_topic_of(
     pool: &IggyPool,
     stream: &Identifier,
     topic: &Identifier,
+    topic_id: u32,
     consumer: &Consumer,
-) -> Result<Consumer, GatewayError> {
-    if consumer.kind != ConsumerKind::ConsumerGroup || consumer.id.kind == IdKind::String {
-        return Ok(consumer.clone());
-    }
-    let (stream, topic, group) = (stream.clone(), topic.clone(), consumer.id.clone());
-    let (name, group) = (topic.clone(), group.clone());
-    let details = pool
-        .call(move |client| async move { client.get_consumer_group(&stream, &topic, &group).await })
-        .await?
-        .ok_or_else(|| not_found::consumer_group(&name, &consumer.id))?;
-    Ok(Consumer::group(Identifier::named(&details.name)?))
+) -> Result<Identifier, GatewayError> {
+    let consumer =
+        if consumer.kind != ConsumerKind::ConsumerGroup || consumer.id.kind == IdKind::String {
+            consumer.clone()
+        } else {
+            let (stream, by, group) = (stream.clone(), topic.clone(), consumer.id.clone());
+            let details =
+                pool.call(move |client| async move {
+                    client.get_consumer_group(&stream, &by, &group).await
+                })
+                .await?
+                .ok_or_else(|| not_found::consumer_group(topic, &consumer.id))?;
+            Consumer::group(Identifier::named(&details.name)?)
+        };
+    Ok(Identifier::named(&retry_topic(topic_id, &consumer))?)
 }

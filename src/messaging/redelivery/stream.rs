@@ -12,14 +12,16 @@
 
 use super::{
     Policy,
-    copies::{self, CopyOf, DeadOrigin, Origin},
+    copies::{self, Control, CopyOf, DeadOrigin, Origin},
     extension,
+    handover::retry_topic_of,
     ledger::{Key, Ledger, Miss},
-    nack_delay, retry_topic,
+    nack_delay,
 };
 use crate::{
     error::{GatewayError, not_found},
     iggy::IggyPool,
+    messaging::consume::ack_result,
     messaging::subscribe::{Credit, Grant, SessionAcks, Spec, SubscribeStream, Subscriptions},
     proto::{self, AckOutcome, consume_request, consume_response, subscribe_response::Kind},
 };
@@ -171,9 +173,7 @@ async fn find_topics(
     if let (Some(None), Some(dead_letter)) = (&dead, &policy.dead_letter_topic) {
         return Err(not_found::topic(&spec.stream, dead_letter).into());
     }
-    let consumer =
-        super::handover::named_consumer(pool, &spec.stream, &spec.topic, &spec.consumer).await?;
-    let retry = Identifier::named(&retry_topic(details.id, &consumer))?;
+    let retry = retry_topic_of(pool, &spec.stream, &spec.topic, details.id, &spec.consumer).await?;
     let (stream, name) = (spec.stream.clone(), retry.clone());
     pool.call(move |client| async move {
         if client.get_topic(&stream, &name).await?.is_some() {
@@ -242,17 +242,8 @@ impl Conductor {
         mut requests: Option<Streaming<proto::ConsumeRequest>>,
     ) {
         // `Subscribed` goes first, before any copy.
-        match main.next().await {
-            Some(Ok(subscribed)) => {
-                if !self.forward_delivery(subscribed).await {
-                    return;
-                }
-            }
-            Some(Err(status)) => {
-                let _ = self.out.send(Err(status)).await;
-                return;
-            }
-            None => return,
+        if !self.on_main(main.next().await).await {
+            return;
         }
         loop {
             let timer = self.next_timer();
@@ -266,13 +257,8 @@ impl Conductor {
             };
             match event {
                 Event::ClientGone => return,
-                Event::Main(None) => return,
-                Event::Main(Some(Err(status))) => {
-                    let _ = self.out.send(Err(status)).await;
-                    return;
-                }
-                Event::Main(Some(Ok(response))) => {
-                    if !self.forward_delivery(response).await {
+                Event::Main(item) => {
+                    if !self.on_main(item).await {
                         return;
                     }
                 }
@@ -302,6 +288,19 @@ impl Conductor {
                     }
                 }
             }
+        }
+    }
+
+    /// Forwards what the topic's subscription sent; false once it ended
+    /// (its final status forwarded) or the client is gone.
+    async fn on_main(&mut self, item: Option<Result<proto::SubscribeResponse, Status>>) -> bool {
+        match item {
+            Some(Ok(response)) => self.forward_delivery(response).await,
+            Some(Err(status)) => {
+                let _ = self.out.send(Err(status)).await;
+                false
+            }
+            None => false,
         }
     }
 
@@ -376,34 +375,9 @@ impl Conductor {
 
     /// Applies what a unary call handed over; a request for a message no
     /// longer out (settled, or from a stream before this one) does nothing.
-    async fn apply(&mut self, control: copies::Control) {
-        let (key, outcome) = match control {
-            copies::Control::Ack { partition, offset } => {
-                ((partition, offset), self.ack((partition, offset)).await)
-            }
-            copies::Control::Nack {
-                partition,
-                offset,
-                delay,
-                reason,
-            } => {
-                let key = (partition, offset);
-                (key, self.nack_for(key, delay, &reason).await)
-            }
-            copies::Control::Extend {
-                partition,
-                offset,
-                extension,
-            } => {
-                let key = (partition, offset);
-                let outcome = self
-                    .ledger
-                    .extend(key, Instant::now() + extension)
-                    .map_err(Outcome::Missed);
-                (key, outcome)
-            }
-        };
-        if let Err(Outcome::Failed(error)) = outcome {
+    async fn apply(&mut self, control: Control) {
+        let key = control.key();
+        if let Err(Outcome::Failed(error)) = self.perform(control).await {
             warn!(partition = key.0, offset = key.1, %error, "a handed-over ack or nack failed");
         }
     }
@@ -477,25 +451,33 @@ impl Conductor {
 
     /// Serves one request after `start`; false once the client is gone.
     async fn serve(&mut self, request: proto::ConsumeRequest) -> bool {
-        let (key, outcome) = match request.kind {
+        let (key, control) = match request.kind {
             Some(consume_request::Kind::Ack(ack)) => {
-                let key = (ack.partition_id, ack.offset);
-                (key, self.ack(key).await)
+                let (partition, offset) = (ack.partition_id, ack.offset);
+                ((partition, offset), Ok(Control::Ack { partition, offset }))
             }
             Some(consume_request::Kind::Nack(nack)) => {
-                let key = (nack.partition_id, nack.offset);
-                (key, self.nack(key, &nack).await)
+                let (partition, offset) = (nack.partition_id, nack.offset);
+                let control = nack_delay("nack.delay", nack.delay.as_ref())
+                    .map(|delay| Control::Nack {
+                        partition,
+                        offset,
+                        delay,
+                        reason: nack.reason,
+                    })
+                    .map_err(|error| Outcome::Invalid("INVALID_NACK_DELAY", error.to_string()));
+                ((partition, offset), control)
             }
             Some(consume_request::Kind::Extend(extend)) => {
-                let key = (extend.partition_id, extend.offset);
-                let outcome = match extension("extend.extension", extend.extension.as_ref()) {
-                    Ok(more) => self
-                        .ledger
-                        .extend(key, Instant::now() + more)
-                        .map_err(Outcome::Missed),
-                    Err(error) => Err(Outcome::Invalid("INVALID_EXTENSION", error.to_string())),
-                };
-                (key, outcome)
+                let (partition, offset) = (extend.partition_id, extend.offset);
+                let control = extension("extend.extension", extend.extension.as_ref())
+                    .map(|extension| Control::Extend {
+                        partition,
+                        offset,
+                        extension,
+                    })
+                    .map_err(|error| Outcome::Invalid("INVALID_EXTENSION", error.to_string()));
+                ((partition, offset), control)
             }
             Some(consume_request::Kind::Credit(credit)) => {
                 if let Some(grants) = &self.grants {
@@ -511,8 +493,34 @@ impl Conductor {
             }
             Some(consume_request::Kind::Start(_)) | None => return true,
         };
+        let outcome = match control {
+            Ok(control) => self.perform(control).await,
+            Err(invalid) => Err(invalid),
+        };
         self.send(consume_response::Kind::AckResult(result(key, outcome)))
             .await
+    }
+
+    /// Does what an ack, nack or extension asks, from the stream or handed
+    /// over by a unary call.
+    async fn perform(&mut self, control: Control) -> Result<(), Outcome> {
+        match control {
+            Control::Ack { partition, offset } => self.ack((partition, offset)).await,
+            Control::Nack {
+                partition,
+                offset,
+                delay,
+                reason,
+            } => self.nack((partition, offset), delay, &reason).await,
+            Control::Extend {
+                partition,
+                offset,
+                extension,
+            } => self
+                .ledger
+                .extend((partition, offset), Instant::now() + extension)
+                .map_err(Outcome::Missed),
+        }
     }
 
     async fn ack(&mut self, (partition, offset): Key) -> Result<(), Outcome> {
@@ -535,13 +543,7 @@ impl Conductor {
         Ok(())
     }
 
-    async fn nack(&mut self, key: Key, nack: &proto::ConsumeNack) -> Result<(), Outcome> {
-        let delay = nack_delay("nack.delay", nack.delay.as_ref())
-            .map_err(|error| Outcome::Invalid("INVALID_NACK_DELAY", error.to_string()))?;
-        self.nack_for(key, delay, &nack.reason).await
-    }
-
-    async fn nack_for(&mut self, key: Key, delay: Duration, reason: &str) -> Result<(), Outcome> {
+    async fn nack(&mut self, key: Key, delay: Duration, reason: &str) -> Result<(), Outcome> {
         let delivery = self.ledger.take(key).map_err(Outcome::Missed)?;
         let (attempt, copy_offset) = (delivery.attempt, delivery.copy_offset);
         match self
@@ -733,13 +735,7 @@ fn result((partition_id, offset): Key, outcome: Result<(), Outcome>) -> proto::A
         Err(Outcome::Invalid(reason, message)) => (AckOutcome::Invalid, reason.to_owned(), message),
         Err(Outcome::Failed(error)) => (AckOutcome::Failed, error.reason(), error.to_string()),
     };
-    proto::AckResult {
-        partition_id,
-        offset,
-        outcome: outcome as i32,
-        reason,
-        message,
-    }
+    ack_result((partition_id, offset), outcome, reason, message)
 }
 
 /// The next request of a Consume stream; never ready without one.

@@ -263,8 +263,7 @@ impl Subscriptions {
         offset: u64,
     ) -> Result<(), GatewayError> {
         let not_found = || GatewayError::SubscriptionNotFound(subscription_id.to_owned());
-        let reference = SubscriptionRef::decode(subscription_id).ok_or_else(not_found)?;
-        access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
+        let reference = admitted(principal, subscription_id)?;
         if reference.redelivery && reference.manual {
             // Only its stream knows what is out: handed over through Iggy.
             let ack = redelivery::Control::Ack { partition, offset };
@@ -295,38 +294,34 @@ impl Subscriptions {
         if !reference.manual {
             return Err(not_manual_ack());
         }
-        let target = match reference.consumer.kind {
+        // The subscription's own connection lives exactly as long as it: a
+        // member's (still in the group), or a named consumer's presence.
+        let ended = || GatewayError::SubscriptionNotFound(String::new());
+        let client_id = reference.client_id;
+        if client_id == 0 {
+            return Err(ended());
+        }
+        let holder = self
+            .pool
+            .call(move |client| async move { client.get_client(client_id).await })
+            .await?
+            .ok_or_else(ended)?;
+        let (target, group_id) = match reference.consumer.kind {
             ConsumerKind::ConsumerGroup => {
                 let group_id = reference.consumer.id.get_u32_value()?;
-                let client_id = reference.client_id;
-                let holder = self
-                    .pool
-                    .call(move |client| async move { client.get_client(client_id).await })
-                    .await?;
-                let member = holder.is_some_and(|holder| {
-                    holder
-                        .consumer_groups
-                        .iter()
-                        .any(|group| group.group_id == group_id)
-                });
+                let member = holder
+                    .consumer_groups
+                    .iter()
+                    .any(|group| group.group_id == group_id);
                 if !member {
-                    return Err(GatewayError::SubscriptionNotFound(String::new()));
+                    return Err(ended());
                 }
-                reader::ack_mailbox(group_id)?
+                (reader::ack_mailbox(group_id)?, Some(group_id))
             }
-            ConsumerKind::Consumer => {
-                let client_id = reference.client_id;
-                let holder = self
-                    .pool
-                    .call(move |client| async move { client.get_client(client_id).await })
-                    .await?;
-                if client_id == 0 || holder.is_none() {
-                    return Err(GatewayError::SubscriptionNotFound(String::new()));
-                }
-                reference.consumer.clone()
-            }
+            ConsumerKind::Consumer => (reference.consumer.clone(), None),
         };
-        self.check_delivered(reference, partition, offset).await?;
+        self.check_delivered(reference, group_id, partition, offset)
+            .await?;
         self.store_ack(
             target,
             &reference.stream,
@@ -337,19 +332,17 @@ impl Subscriptions {
         .await
     }
 
-    /// Refuses an Ack by id of an offset the subscription's consumer has
-    /// not been delivered: past what its manual-ack streams noted in Iggy
-    /// before sending ([`reader::delivered_marker`]).
+    /// Refuses an Ack by id of an offset the subscription's consumer (for
+    /// a member, group `group_id`) has not been delivered: past what its
+    /// manual-ack streams noted in Iggy before sending
+    /// ([`reader::delivered_marker`]).
     async fn check_delivered(
         &self,
         reference: &SubscriptionRef,
+        group_id: Option<u32>,
         partition: u32,
         offset: u64,
     ) -> Result<(), GatewayError> {
-        let group_id = match reference.consumer.kind {
-            ConsumerKind::ConsumerGroup => Some(reference.consumer.id.get_u32_value()?),
-            ConsumerKind::Consumer => None,
-        };
         let marker = reader::delivered_marker(&reference.consumer, group_id)?;
         let (stream, topic) = (reference.stream.clone(), reference.topic.clone());
         let delivered = self
@@ -457,8 +450,20 @@ fn not_manual_ack() -> GatewayError {
     }
 }
 
+/// What `subscription_id` names, for a `principal` allowed its stream;
+/// NOT_FOUND for text that names no subscription.
+pub fn admitted(
+    principal: &Principal,
+    subscription_id: &str,
+) -> Result<SubscriptionRef, GatewayError> {
+    let reference = SubscriptionRef::decode(subscription_id)
+        .ok_or_else(|| GatewayError::SubscriptionNotFound(subscription_id.to_owned()))?;
+    access::check_stream(principal, Some(stream_ref(&reference.stream)))?;
+    Ok(reference)
+}
+
 /// An identifier as the access check takes it.
-pub fn stream_ref(stream: &Identifier) -> StreamRef<'_> {
+fn stream_ref(stream: &Identifier) -> StreamRef<'_> {
     match stream.kind {
         IdKind::Numeric => StreamRef::Id(stream.get_u32_value().unwrap_or_default()),
         IdKind::String => StreamRef::Name(std::str::from_utf8(&stream.value).unwrap_or_default()),

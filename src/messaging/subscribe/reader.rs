@@ -3,11 +3,7 @@
 //! connection; a named consumer over the replica's subscription pool), group
 //! membership, the partitions it reads, polls by offset and stored offsets.
 
-use super::{
-    spec::{AckMode, Spec},
-    topic_watch::log_ends,
-    wakeups,
-};
+use super::{spec::Spec, topic_watch::log_ends, wakeups};
 use crate::{
     error::{GatewayError, not_found},
     iggy::IggyPool,
@@ -130,17 +126,10 @@ impl Reader {
     /// own and joins the group (creating it first when the request asks to);
     /// a named consumer reads over `pool`.
     pub async fn open(pool: &IggyPool, spec: Spec) -> Result<Self, GatewayError> {
-        let connection = if spec.is_group() {
-            let client = pool
-                .target()
-                .connect(CONNECT_TIMEOUT)
-                .await
-                .map_err(|_| GatewayError::IggyUnavailable)?;
-            Connection::Own(Arc::new(client))
-        } else {
-            Connection::Shared(pool.clone())
-        };
-        let presence = if !spec.is_group() && spec.ack_mode == AckMode::Manual {
+        // The connection of its own a subscription holds (see
+        // `Spec::holds_connection`): a member reads on it, a manual-ack
+        // named consumer only keeps it open.
+        let own = if spec.holds_connection() {
             let client = pool
                 .target()
                 .connect(CONNECT_TIMEOUT)
@@ -149,6 +138,10 @@ impl Reader {
             Some(client)
         } else {
             None
+        };
+        let (connection, presence) = match own {
+            Some(client) if spec.is_group() => (Connection::Own(Arc::new(client)), None),
+            presence => (Connection::Shared(pool.clone()), presence),
         };
         let mut reader = Self {
             connection,
