@@ -1,6 +1,7 @@
 //! Compiles the gateway's protobuf contract without a system `protoc`:
 //! protox parses `proto/`, tonic-prost-build generates the Rust code, and the
-//! encoded descriptor set is written for gRPC reflection.
+//! encoded descriptor set is written for gRPC reflection and the HTTP/JSON
+//! routes.
 
 use std::{env, fs, io, path::PathBuf};
 
@@ -13,18 +14,20 @@ const PROTOS: &[&str] = &[
 
 fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::Compiler::new(["proto"])
-        .map_err(io::Error::other)?
+    let mut compiler = protox::Compiler::new(["proto"]).map_err(io::Error::other)?;
+    compiler
         .include_imports(true)
         .include_source_info(true)
         .open_files(PROTOS)
-        .map_err(io::Error::other)?
-        .file_descriptor_set();
+        .map_err(io::Error::other)?;
+    let descriptors = compiler.file_descriptor_set();
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(io::Error::other)?);
+    // Encoded by protox itself, so the `google.api.http` options (extensions,
+    // which prost's descriptor types drop) reach the HTTP/JSON routes.
     fs::write(
         out_dir.join("gateway_descriptor.bin"),
-        prost::Message::encode_to_vec(&descriptors),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()

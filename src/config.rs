@@ -85,6 +85,9 @@ pub struct EdgeConfig {
     pub message_rate: Option<RateSpec>,
     /// TLS; `None`: plaintext.
     pub tls: Option<TlsFiles>,
+    /// Browser origins (`https://app.example.com`) allowed to call the
+    /// gateway across origins (CORS); `*` allows any; none by default.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for EdgeConfig {
@@ -98,6 +101,7 @@ impl Default for EdgeConfig {
             request_rate: None,
             message_rate: None,
             tls: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

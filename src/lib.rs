@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod validate;
+pub mod web;
 
 pub use config::Config;
 pub use server::{ServeError, serve};

@@ -1,6 +1,8 @@
 //! Tower layers around the gRPC services, one file per layer.
 //!
-//! The order is deliberate (outermost first):
+//! Outside them the web's layers (CORS, HTTP/JSON and SSE, gRPC-Web; see
+//! `web`) turn every other transport into gRPC calls first, so these see
+//! gRPC only. The order is deliberate (outermost first):
 //!
 //! 1. [`ErrorDetailsLayer`]: every error leaving the gateway carries an
 //!    ErrorInfo reason, including the ones tonic makes itself.

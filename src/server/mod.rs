@@ -24,6 +24,7 @@ use crate::{
         self, admin_service_server::AdminServiceServer,
         messaging_service_server::MessagingServiceServer,
     },
+    web::{self, RouteError, WebLayer, cors::OriginError},
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch};
@@ -58,6 +59,12 @@ pub enum ServeError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The HTTP/JSON routes in the descriptors cannot be served.
+    #[error(transparent)]
+    Routes(#[from] RouteError),
+    /// An origin in the CORS allow-list is not one.
+    #[error(transparent)]
+    Cors(#[from] OriginError),
     /// The metrics address could not be bound.
     #[error("cannot listen for metrics on {address}: {source}")]
     MetricsListen {
@@ -75,7 +82,10 @@ impl ServeError {
     /// Whether the configuration is at fault (bad keys, TLS files, Iggy
     /// URL), as opposed to a failure while serving.
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Keys(_) | Self::Tls(_))
+        matches!(
+            self,
+            Self::Config(_) | Self::Keys(_) | Self::Tls(_) | Self::Cors(_)
+        )
     }
 }
 
@@ -103,6 +113,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let target = IggyTarget::parse(&config.iggy_url)?;
     let edge = Edge::load(&config.edge)?;
+    let cors = web::cors::layer(&config.edge.cors_allowed_origins)?;
+    let routes = web::routes()?;
     let metrics_endpoint = match config.metrics_listen {
         Some(address) => Some(serve_metrics(address).await?),
         None => None,
@@ -167,8 +179,16 @@ pub async fn serve(
     let max_request = transport.max_request_bytes;
     let pool_metrics = track_pool_metrics(pool.watch_status());
 
-    // The order is explained in `layers`: outermost first.
+    // The order is explained in `layers`: outermost first. The web comes
+    // before the gRPC edge: CORS answers preflights, JSON and gRPC-Web
+    // requests become gRPC calls, and the edge sees only those.
     let layers = ServiceBuilder::new()
+        .option_layer(cors)
+        .layer(WebLayer::new(
+            routes,
+            max_request.saturating_mul(web::JSON_BYTES_PER_MESSAGE_BYTE),
+        ))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(ErrorDetailsLayer::new(max_request))
         // Stamps arrival right after the transport starts its own clock
         // for `grpc-timeout`.
@@ -179,6 +199,8 @@ pub async fn serve(
         .layer(LoadShedLayer::new(transport.max_concurrent_calls))
         .into_inner();
     let mut builder = Server::builder()
+        // JSON, Server-Sent Events and gRPC-Web come over HTTP/1.1 too.
+        .accept_http1(true)
         .max_concurrent_streams(transport.max_concurrent_streams)
         .http2_keepalive_interval(transport.http2_keepalive_interval)
         .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout))

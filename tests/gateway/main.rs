@@ -13,6 +13,7 @@ mod docs;
 mod edge;
 mod embedded;
 mod health;
+mod http;
 mod idempotent;
 mod iggy_facts;
 mod mesh;
@@ -57,6 +58,7 @@ fn iggy_tests() -> Vec<(&'static str, TestBody)> {
     tests.extend(not_found::tests());
     tests.extend(proto_rules::tests());
     tests.extend(edge::tests());
+    tests.extend(http::iggy_tests());
     tests
 }
 
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
 
     let mut trials: Vec<Trial> = cli::tests();
     trials.extend(docs::tests());
+    trials.extend(http::tests());
     for (name, body) in iggy_tests() {
         let trial = match &iggy {
             Some(iggy) => {

@@ -20,7 +20,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "iggy-grpc", version)]
 pub struct Args {
-    /// Address the gRPC server listens on.
+    /// Address the gateway listens on: gRPC, gRPC-Web and HTTP/JSON.
     #[arg(long, env = "IGGY_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
 
@@ -167,6 +167,12 @@ pub struct Args {
     #[arg(long, env = "IGGY_GRPC_RATE_LIMIT_MESSAGE_BURST")]
     pub rate_limit_message_burst: Option<u32>,
 
+    /// Browser origins allowed to call across origins (CORS, for gRPC-Web,
+    /// JSON and Server-Sent Events), comma-separated, e.g.
+    /// `https://app.example.com`; `*` allows any origin. None by default.
+    #[arg(long, env = "IGGY_GRPC_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Most calls in progress across all connections; more are refused at
     /// once with RESOURCE_EXHAUSTED (health checks are never refused).
     #[arg(long, env = "IGGY_GRPC_MAX_CONCURRENT_CALLS", default_value_t = 1024,
@@ -305,6 +311,7 @@ impl Args {
                     }),
                     _ => None,
                 },
+                cors_allowed_origins: self.cors_allowed_origins.clone(),
             },
             transport: TransportConfig {
                 max_request_bytes: to_usize(self.max_request_bytes),
