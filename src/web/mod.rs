@@ -16,6 +16,7 @@ mod sse;
 mod status_json;
 
 pub use routes::{BodyRule, Route, RouteError, Routes};
+pub use status_json::http_status;
 
 use crate::{
     edge::{RequestId, request_id::REQUEST_ID_HEADER},
