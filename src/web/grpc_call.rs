@@ -14,6 +14,9 @@ use serde::Serialize;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue, Version, header, request};
 use tonic::{Code, Status, body::Body};
 
+/// The field a resume token sets.
+const RESUME_FIELD: &str = "start.resume_token";
+
 /// The length-prefixed message header: a compression flag and a u32 length.
 const FRAME_HEADER_BYTES: usize = 5;
 
@@ -25,9 +28,9 @@ pub struct Input {
     pub bound: Vec<(String, String)>,
     /// The most JSON bytes read.
     pub json_limit: usize,
-    /// Set after the query: a field and its value (SSE's `Last-Event-ID`
-    /// as `start.resume_token`).
-    pub overrides: Vec<(String, String)>,
+    /// Where a stream resumes (SSE's `Last-Event-ID`): replaces whatever
+    /// `start` the query names.
+    pub resume_token: Option<String>,
 }
 
 /// The gRPC request for an HTTP/JSON request whose head is `parts`.
@@ -66,11 +69,14 @@ pub fn request(mut parts: request::Parts, body: Body, input: Input) -> http::Req
         let json = read_json(body, &input).await?;
         let mut object =
             json_request::merge(&input.route.input(), json, input.bound, query.as_deref())?;
-        for (field, value) in &input.overrides {
+        if let Some(token) = input.resume_token
+            && let serde_json::Value::Object(fields) = &mut object
+        {
+            fields.remove("start");
             object = json_request::merge(
                 &input.route.input(),
                 Some(object),
-                vec![(field.clone(), value.clone())],
+                vec![(RESUME_FIELD.to_owned(), token)],
                 None,
             )?;
         }

@@ -46,9 +46,6 @@ const HEALTH_CHECK: &str = "grpc.health.v1.Health.Check";
 /// The header an `EventSource` resends on reconnecting.
 const LAST_EVENT_ID: &str = "last-event-id";
 
-/// The field `Last-Event-ID` sets: the stream resumes after that event.
-const RESUME_FIELD: &str = "start.resume_token";
-
 /// How many JSON bytes a request body may hold per byte of the largest
 /// request message: base64 makes payloads a third longer, and field names
 /// and punctuation add more.
@@ -170,14 +167,13 @@ where
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let streaming = route.rpc.is_server_streaming();
-            let mut overrides = Vec::new();
-            if streaming
-                && let Some(last) = parts.headers.get(LAST_EVENT_ID)
-                && let Ok(last) = last.to_str()
-                && !last.is_empty()
-            {
-                overrides.push((RESUME_FIELD.to_owned(), last.to_owned()));
-            }
+            // The stream resumes after the last event the client saw.
+            let resume_token = parts
+                .headers
+                .get(LAST_EVENT_ID)
+                .and_then(|last| last.to_str().ok())
+                .filter(|last| streaming && !last.is_empty())
+                .map(str::to_owned);
             let output = route.rpc.output();
             let ready_check = route.rpc.full_name() == HEALTH_CHECK;
             let grpc = grpc_call::request(
@@ -187,7 +183,7 @@ where
                     route,
                     bound,
                     json_limit,
-                    overrides,
+                    resume_token,
                 },
             );
             let answer = inner.call(grpc).await?.map(Body::new);

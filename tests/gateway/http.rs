@@ -11,7 +11,10 @@ use iggy_grpc::{config::Config, edge::RateSpec, proto, web::BodyRule};
 use libtest_mimic::{Failed, Trial};
 use prost::Message;
 use std::{path::Path, process::Stdio};
-use tokio::{io::AsyncWriteExt, process::Command};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt},
+    process::Command,
+};
 use tonic::{
     Code, Request, Status,
     codegen::http::{HeaderMap, HeaderName, HeaderValue},
@@ -43,6 +46,13 @@ pub fn iggy_tests() -> Vec<(&'static str, TestBody)> {
         }),
         ("http::edge_rules_match_on_every_transport", |env| {
             Box::pin(edge_rules(env))
+        }),
+        (
+            "http::sse_cut_and_resumed_with_last_event_id_loses_nothing",
+            |env| Box::pin(sse_resumes(env)),
+        ),
+        ("http::cors_preflights_and_grpc_web_streams", |env| {
+            Box::pin(cors_and_grpc_web_streams(env))
         }),
     ]
 }
@@ -659,3 +669,267 @@ async fn grpc_or_ok(gateway: &TestGateway, case: &Case) -> Option<Refusal> {
 const ADMIN: &str = "web-admin-secret-0123456789";
 const WRITER: &str = "web-writer-secret-0123456789";
 const READER: &str = "web-reader-secret-0123456789";
+
+/// One SSE event as read: its name, id and JSON data.
+#[derive(Debug, Default)]
+struct Event {
+    name: String,
+    id: Option<String>,
+    data: serde_json::Value,
+}
+
+/// Reads the events `curl -N` prints.
+struct EventReader {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl EventReader {
+    async fn open(url: &str, last_event_id: Option<&str>) -> Self {
+        let mut command = Command::new("curl");
+        command.args(["-sSN", "-H", "accept: text/event-stream", url]);
+        if let Some(id) = last_event_id {
+            command.args(["-H", &format!("last-event-id: {id}")]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("curl runs");
+        let stdout = child.stdout.take().expect("stdout");
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next event (comments skipped).
+    async fn next(&mut self) -> Event {
+        let mut event = Event::default();
+        loop {
+            let line = self
+                .lines
+                .next_line()
+                .await
+                .expect("reads")
+                .expect("the stream goes on");
+            if line.is_empty() {
+                if !event.name.is_empty() {
+                    return event;
+                }
+            } else if let Some(name) = line.strip_prefix("event: ") {
+                event.name = name.to_owned();
+            } else if let Some(id) = line.strip_prefix("id: ") {
+                event.id = Some(id.to_owned());
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                event.data = serde_json::from_str(data).expect("JSON data");
+            }
+        }
+    }
+
+    /// Cuts the connection, as a network failure would.
+    async fn cut(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The (partition, offset) of every message in a batch event.
+fn positions(event: &Event) -> Vec<(u64, u64)> {
+    event.data["messages"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .map(|message| {
+                    (
+                        message["partitionId"].as_u64().unwrap_or(u64::MAX),
+                        message["offset"]
+                            .as_str()
+                            .and_then(|offset| offset.parse().ok())
+                            .unwrap_or(u64::MAX),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn publish_some(gateway: &TestGateway, stream: &str, topic: &str, count: usize) {
+    let mut client = gateway.messaging();
+    for _ in 0..count {
+        client
+            .publish(publish_to(stream, topic, "", 16))
+            .await
+            .expect("published");
+    }
+}
+
+/// An SSE stream cut after its first batch and reopened with the last
+/// event id delivers every message exactly once: no repeat, no gap.
+async fn sse_resumes(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 2).await;
+    publish_some(&gateway, &stream, &topic, 10).await;
+    let url = format!(
+        "http://{}/v1/streams/{stream}/topics/{topic}/subscribe?consumer.name=sse&start.first&batchSize=3",
+        gateway.address()
+    );
+
+    let mut first = EventReader::open(&url, None).await;
+    let subscribed = first.next().await;
+    assert_eq!(subscribed.name, "subscribed", "{subscribed:?}");
+    assert!(subscribed.data["subscriptionId"].is_string());
+    let batch = first.next().await;
+    assert_eq!(batch.name, "batch");
+    let last_id = batch.id.clone().expect("a batch has an id");
+    assert_eq!(batch.data["resumeToken"].as_str(), Some(last_id.as_str()));
+    let mut seen = positions(&batch);
+    first.cut().await;
+
+    publish_some(&gateway, &stream, &topic, 10).await;
+    let mut second = EventReader::open(&url, Some(&last_id)).await;
+    assert_eq!(second.next().await.name, "subscribed");
+    let reading = async {
+        while seen.len() < 20 {
+            let event = second.next().await;
+            assert_eq!(event.name, "batch", "{event:?}");
+            seen.extend(positions(&event));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+        .await
+        .unwrap_or_else(|_| panic!("all 20 messages arrive; seen {seen:?} after {last_id}"));
+    second.cut().await;
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a message came twice: {seen:?}");
+    let per_partition = |partition| sorted.iter().filter(|(p, _)| *p == partition).count();
+    for partition in [0, 1] {
+        let offsets: Vec<u64> = sorted
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, offset)| *offset)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..per_partition(partition) as u64).collect::<Vec<_>>(),
+            "partition {partition} has a gap"
+        );
+    }
+    assert_eq!(sorted.len(), 20);
+    gateway.stop().await.expect("stops");
+}
+
+/// CORS: preflights answered for allowed origins only, the gRPC and
+/// request-id headers exposed; none without `--cors-allowed-origins`; and
+/// a gRPC-Web server stream over HTTP/1.1 delivers its first message.
+async fn cors_and_grpc_web_streams(env: Env) {
+    let allowed = "http://app.example.test";
+    let mut config = Config::for_connection_string(&env.iggy.connection_string);
+    config.edge.cors_allowed_origins = vec![allowed.to_owned()];
+    let gateway = TestGateway::start_ready_with(config).await;
+    let url = format!(
+        "http://{}/iggy.gateway.v1.MessagingService/Publish",
+        gateway.address()
+    );
+    let preflight = |origin: &str| {
+        vec![
+            "-X".to_owned(),
+            "OPTIONS".to_owned(),
+            "-H".to_owned(),
+            format!("origin: {origin}"),
+            "-H".to_owned(),
+            "access-control-request-method: POST".to_owned(),
+            "-H".to_owned(),
+            "access-control-request-headers: content-type,x-grpc-web,x-api-key".to_owned(),
+            url.clone(),
+        ]
+    };
+    let (status, headers, _) = curl(&preflight(allowed), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["access-control-allow-origin"], allowed);
+    let allowed_headers = headers["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(allowed_headers.contains("x-api-key"), "{allowed_headers}");
+    let (_, headers, _) = curl(&preflight("http://evil.example.test"), None).await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let ping = format!("http://{}/v1/ping", gateway.address());
+    let (status, headers, _) =
+        curl(&["-H".to_owned(), format!("origin: {allowed}"), ping], None).await;
+    assert_eq!(status, 200);
+    let exposed = headers["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii");
+    for header in [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+    }
+
+    // gRPC-Web Subscribe, read for a moment: its first message is `subscribed`.
+    let message = subscribe_to(&stream, &topic, 0).encode_to_vec();
+    let mut framed = vec![0];
+    framed.extend((message.len() as u32).to_be_bytes());
+    framed.extend(message);
+    let mut child = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "3", "--data-binary", "@-"])
+        .args([
+            "-H",
+            "content-type: application/grpc-web+proto",
+            "-H",
+            "x-grpc-web: 1",
+        ])
+        .arg(format!(
+            "http://{}/iggy.gateway.v1.MessagingService/Subscribe",
+            gateway.address()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&framed).await.expect("written");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("curl ends");
+    let body = output.stdout;
+    assert!(body.len() > 5 && body[0] == 0, "no data frame: {body:?}");
+    let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let first = proto::SubscribeResponse::decode(&body[5..5 + length]).expect("a response");
+    assert!(
+        matches!(
+            first.kind,
+            Some(proto::subscribe_response::Kind::Subscribed(_))
+        ),
+        "{first:?}"
+    );
+    gateway.stop().await.expect("stops");
+
+    let closed = env.gateway().await;
+    let url = format!("http://{}/v1/ping", closed.address());
+    let (_, headers, _) = curl(
+        &[
+            "-X".to_owned(),
+            "OPTIONS".to_owned(),
+            "-H".to_owned(),
+            format!("origin: {allowed}"),
+            "-H".to_owned(),
+            "access-control-request-method: GET".to_owned(),
+            url,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !headers.contains_key("access-control-allow-origin"),
+        "no origin is allowed by default"
+    );
+    closed.stop().await.expect("stops");
+}

@@ -922,13 +922,18 @@ impl Session {
         Ok(())
     }
 
-    /// The next offset of every partition whose position is known.
+    /// The next offset of every partition whose position is known. A
+    /// partition still to be read from its first message is at offset 0
+    /// (Iggy reads from the oldest retained one at or after it), so a
+    /// token taken before its first batch does not skip it; one read from
+    /// a time or from the last message has no offset until its first read.
     fn positions(&self) -> Positions {
         self.from
             .iter()
             .filter_map(|(partition, from)| match from {
                 ReadFrom::Offset(next) => Some((*partition, *next)),
-                _ => None,
+                ReadFrom::First => Some((*partition, 0)),
+                ReadFrom::Timestamp(_) | ReadFrom::Last => None,
             })
             .collect()
     }
