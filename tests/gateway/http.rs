@@ -12,7 +12,7 @@ use libtest_mimic::{Failed, Trial};
 use prost::Message;
 use std::{path::Path, process::Stdio};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
     process::Command,
 };
 use tonic::{
@@ -874,13 +874,21 @@ async fn cors_and_grpc_web_streams(env: Env) {
         assert!(exposed.contains(header), "{header} not exposed: {exposed}");
     }
 
-    // gRPC-Web Subscribe, read for a moment: its first message is `subscribed`.
+    // gRPC-Web Subscribe over HTTP/1.1: its first message is `subscribed`.
     let message = subscribe_to(&stream, &topic, 0).encode_to_vec();
     let mut framed = vec![0];
     framed.extend((message.len() as u32).to_be_bytes());
     framed.extend(message);
     let mut child = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "3", "--data-binary", "@-"])
+        .args([
+            "-sS",
+            "-N",
+            "--http1.1",
+            "--max-time",
+            "30",
+            "--data-binary",
+            "@-",
+        ])
         .args([
             "-H",
             "content-type: application/grpc-web+proto",
@@ -893,15 +901,23 @@ async fn cors_and_grpc_web_streams(env: Env) {
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("curl runs");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(&framed).await.expect("written");
     drop(stdin);
-    let output = child.wait_with_output().await.expect("curl ends");
-    let body = output.stdout;
-    assert!(body.len() > 5 && body[0] == 0, "no data frame: {body:?}");
-    let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut prefix = [0; 5];
+    stdout.read_exact(&mut prefix).await.expect("a frame");
+    assert_eq!(prefix[0], 0, "a data frame");
+    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    let mut body = vec![0; 5 + length];
+    stdout
+        .read_exact(&mut body[5..])
+        .await
+        .expect("the whole frame");
+    drop(child);
     let first = proto::SubscribeResponse::decode(&body[5..5 + length]).expect("a response");
     assert!(
         matches!(
