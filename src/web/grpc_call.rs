@@ -10,7 +10,6 @@ use crate::error::GatewayError;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Limited, StreamBody};
 use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
-use serde::Serialize;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue, Version, header, request};
 use tonic::{Code, Status, body::Body};
 
@@ -66,21 +65,16 @@ pub fn request(mut parts: request::Parts, body: Body, input: Input) -> http::Req
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
 
     let message = async move {
-        let json = read_json(body, &input).await?;
-        let mut object =
-            json_request::merge(&input.route.input(), json, input.bound, query.as_deref())?;
-        if let Some(token) = input.resume_token
-            && let serde_json::Value::Object(fields) = &mut object
-        {
-            fields.remove("start");
-            object = json_request::merge(
-                &input.route.input(),
-                Some(object),
-                vec![(RESUME_FIELD.to_owned(), token)],
-                None,
-            )?;
+        let descriptor = input.route.input();
+        let mut message = json_request::body(descriptor.clone(), &read_body(body, &input).await?)?;
+        let mut parameters = json_request::merge(&descriptor, None, input.bound, query.as_deref())?;
+        if let Some(token) = input.resume_token {
+            parameters.remove("start");
+            let resume = vec![(RESUME_FIELD.to_owned(), token)];
+            parameters = json_request::merge(&descriptor, Some(parameters), resume, None)?;
         }
-        let message = json_request::encode(input.route.input(), object)?;
+        // Read after the body's, the parameters' fields are set over it.
+        message.extend(json_request::encode(descriptor, parameters)?);
         Ok::<_, GatewayError>(http_body::Frame::data(frame(&message)))
     };
     let body = StreamBody::new(futures_util::stream::once(async move {
@@ -89,25 +83,22 @@ pub fn request(mut parts: request::Parts, body: Body, input: Input) -> http::Req
     http::Request::from_parts(parts, Body::new(body))
 }
 
-/// The JSON body, for a route that takes one.
-async fn read_json(body: Body, input: &Input) -> Result<Option<serde_json::Value>, GatewayError> {
+/// The JSON body's bytes, for a route that takes one (none else).
+async fn read_body(body: Body, input: &Input) -> Result<Bytes, GatewayError> {
     if input.route.body == super::routes::BodyRule::None {
-        return Ok(None);
+        return Ok(Bytes::new());
     }
-    let bytes = match Limited::new(body, input.json_limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    match Limited::new(body, input.json_limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(GatewayError::RequestTooLarge {
+            Err(GatewayError::RequestTooLarge {
                 limit: input.json_limit,
-            });
+            })
         }
-        Err(error) => {
-            return Err(GatewayError::MalformedRequest(format!(
-                "the body could not be read: {error}"
-            )));
-        }
-    };
-    json_request::parse_body(&bytes)
+        Err(error) => Err(GatewayError::MalformedRequest(format!(
+            "the body could not be read: {error}"
+        ))),
+    }
 }
 
 /// `message` as one length-prefixed, uncompressed gRPC message.
@@ -162,22 +153,21 @@ pub fn json_options() -> SerializeOptions {
     SerializeOptions::new().skip_default_fields(false)
 }
 
-/// The protobuf `bytes` of an `output` message as JSON.
-pub fn message_json(output: &MessageDescriptor, bytes: Bytes) -> Result<serde_json::Value, Status> {
-    let message = DynamicMessage::decode(output.clone(), bytes).map_err(|error| {
-        Status::internal(format!("the service's answer does not decode: {error}"))
-    })?;
-    message
-        .serialize_with_options(serde_json::value::Serializer, &json_options())
-        .map_err(|error| Status::internal(format!("the answer has no JSON form: {error}")))
+/// Appends `message` as JSON to `out`, written as it is walked (no JSON
+/// tree in between).
+pub fn write_json(message: &DynamicMessage, out: &mut Vec<u8>) {
+    let mut serializer = serde_json::Serializer::new(out);
+    // Writing a message's JSON into memory cannot fail: its fields have a
+    // JSON form by construction.
+    let _ = message.serialize_with_options(&mut serializer, &json_options());
 }
 
-/// The answer of a unary call: its response headers and its one message as
-/// JSON, or the status it failed with (and the headers it came with).
+/// The answer of a unary call: its response headers and its one message,
+/// or the status it failed with (and the headers it came with).
 pub async fn unary_answer<B>(
     response: http::Response<B>,
     output: &MessageDescriptor,
-) -> (HeaderMap, Result<serde_json::Value, Status>)
+) -> (HeaderMap, Result<DynamicMessage, Status>)
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<tonic::codegen::StdError>,
@@ -201,7 +191,9 @@ where
     let mut deframer = Deframer::default();
     deframer.push(&collected.to_bytes());
     let answer = match deframer.next_message() {
-        Ok(Some(message)) => message_json(output, message),
+        Ok(Some(message)) => DynamicMessage::decode(output.clone(), message).map_err(|error| {
+            Status::internal(format!("the service's answer does not decode: {error}"))
+        }),
         Ok(None) => Err(Status::internal("the service answered with no message")),
         Err(status) => Err(status),
     };
@@ -222,11 +214,6 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
         }
         to.append(name.clone(), value.clone());
     }
-}
-
-/// `value` as JSON bytes.
-pub fn to_bytes(value: &impl Serialize) -> Bytes {
-    serde_json::to_vec(value).unwrap_or_default().into()
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! Builds an RPC's request message from an HTTP request: the path's
-//! variables, the query string and the JSON body, merged into one JSON
-//! object and read with the protobuf JSON mapping. A mistake is an
-//! INVALID_ARGUMENT naming the field (`consumer.name`, `messages[2].payload`,
-//! a query parameter) or the body.
+//! Builds an RPC's request message from an HTTP request with the protobuf
+//! JSON mapping: the JSON body read straight into the message, then the
+//! path's variables and the query string, gathered into a JSON object of
+//! their own, encoded after it. Protobuf reads concatenated encodings as
+//! one message merged in order, so the parameters set their fields over the
+//! body's. A mistake is an INVALID_ARGUMENT naming the field
+//! (`consumer.name`, `messages[2].payload`, a query parameter) or the body.
 
 use crate::error::GatewayError;
-use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
+use serde::Deserializer;
 use serde_json::{Map, Value};
 
 /// The message type a path variable or query value names a stream, topic or
@@ -17,66 +19,89 @@ const RESOURCE_ID: &str = "iggy.gateway.v1.ResourceId";
 /// An `Empty` field (a oneof choice such as `start.first`) is set by naming it.
 const EMPTY: &str = "google.protobuf.Empty";
 
-/// The request message's JSON object: the `body` (an object, or nothing)
-/// with the path's `bound` variables and the `query` parameters set on it.
+/// The JSON object of the path's `bound` variables and the `query`
+/// parameters of an `input` message, set over `base` (an object, or none).
 pub fn merge(
     input: &MessageDescriptor,
-    body: Option<Value>,
+    base: Option<Map<String, Value>>,
     bound: Vec<(String, String)>,
     query: Option<&str>,
-) -> Result<Value, GatewayError> {
-    let mut object = match body {
-        None => Map::new(),
-        Some(Value::Object(object)) => object,
-        Some(_) => {
-            return Err(GatewayError::invalid(
-                "body",
-                format!("must be a JSON object, the {} message", input.name()),
-            ));
-        }
-    };
+) -> Result<Map<String, Value>, GatewayError> {
+    let mut object = base.unwrap_or_default();
     for (field, value) in bound {
         set(&mut object, input, &field, &value, &field)?;
     }
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         set(&mut object, input, &key, &value, &key)?;
     }
-    Ok(Value::Object(object))
+    Ok(object)
 }
 
-/// Reads the body's bytes as JSON; no bytes are an empty object.
-pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, GatewayError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+/// The JSON body's bytes as an `input` message, protobuf-encoded, read as
+/// they are parsed (no JSON tree in between); no bytes are no fields.
+pub fn body(input: MessageDescriptor, bytes: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        None => return Ok(Vec::new()),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "body",
+                format!("must be a JSON object, the {} message", input.name()),
+            ));
+        }
     }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|error| GatewayError::invalid("body", format!("not valid JSON: {error}")))
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let message = deserialize(input, &mut json).and_then(|message| {
+        json.end()
+            .map(|()| message)
+            .map_err(|error| (".".into(), error))
+    });
+    match message {
+        Ok(message) => Ok(message.encode_to_vec()),
+        Err((_, error)) if error.is_syntax() || error.is_eof() => Err(GatewayError::invalid(
+            "body",
+            format!("not valid JSON: {error}"),
+        )),
+        Err((path, error)) => Err(invalid_at(&path, error.to_string())),
+    }
 }
 
 /// The JSON `object` as an `input` message, protobuf-encoded.
-pub fn encode(input: MessageDescriptor, object: Value) -> Result<Bytes, GatewayError> {
-    let mut track = serde_path_to_error::Track::new();
-    let deserializer = serde_path_to_error::Deserializer::new(object, &mut track);
-    match DynamicMessage::deserialize(input, deserializer) {
-        Ok(message) => Ok(message.encode_to_vec().into()),
-        Err(error) => {
-            let path = track.path().to_string();
-            let description = error.to_string();
-            // An unknown key fails before the path reaches it: name it.
-            let unknown = description
-                .strip_prefix("unrecognized field name '")
-                .and_then(|rest| rest.split_once('\''))
-                .map(|(name, _)| name);
-            let field = match (path.as_str(), unknown) {
-                (".", Some(name)) => name.to_owned(),
-                (_, Some(name)) => format!("{path}.{name}"),
-                (".", None) => "body".to_owned(),
-                _ => path,
-            };
-            Err(GatewayError::invalid(field, description))
-        }
+pub fn encode(
+    input: MessageDescriptor,
+    object: Map<String, Value>,
+) -> Result<Vec<u8>, GatewayError> {
+    match deserialize(input, Value::Object(object)) {
+        Ok(message) => Ok(message.encode_to_vec()),
+        Err((path, error)) => Err(invalid_at(&path, error.to_string())),
     }
+}
+
+/// Reads an `input` message from `json`; a failure comes with the path of
+/// the field it was in (`.` for the message itself).
+fn deserialize<'de, D: Deserializer<'de>>(
+    input: MessageDescriptor,
+    json: D,
+) -> Result<DynamicMessage, (String, D::Error)> {
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(json, &mut track);
+    DynamicMessage::deserialize(input, tracked).map_err(|error| (track.path().to_string(), error))
+}
+
+/// The error of a field that did not read at `path`, as `description` says.
+fn invalid_at(path: &str, description: String) -> GatewayError {
+    // An unknown key fails before the path reaches it: name it.
+    let unknown = description
+        .strip_prefix("unrecognized field name '")
+        .and_then(|rest| rest.split_once('\''))
+        .map(|(name, _)| name);
+    let field = match (path, unknown) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        (".", None) => "body".to_owned(),
+        _ => path.to_owned(),
+    };
+    GatewayError::invalid(field, description)
 }
 
 /// Sets the field at the dotted `path` of `object` (a message of type
@@ -217,20 +242,35 @@ mod tests {
         }
     }
 
+    /// The request `body`, `bound` and `query` make, as one message.
+    fn request(
+        name: &str,
+        body: &[u8],
+        bound: Vec<(String, String)>,
+        query: Option<&str>,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let mut bytes = super::body(input(name), body)?;
+        bytes.extend(encode(
+            input(name),
+            merge(&input(name), None, bound, query)?,
+        )?);
+        Ok(bytes)
+    }
+
     #[test]
     fn path_query_and_body_make_one_message() {
-        let object = merge(
-            &input("PublishRequest"),
-            parse_body(br#"{"message": {"payload": "aGk="}}"#).expect("json"),
+        let bytes = request(
+            "PublishRequest",
+            br#"{"message": {"payload": "aGk="}, "stream": {"id": 3}}"#,
             bound(&[("stream", "orders"), ("topic", "7")]),
             Some("idempotent=true&partitioning.partition_id=2"),
         )
-        .expect("merged");
-        let bytes = encode(input("PublishRequest"), object).expect("encoded");
-        let request = proto::PublishRequest::decode(bytes).expect("decodes");
+        .expect("encoded");
+        let request = proto::PublishRequest::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(
             request.stream.and_then(|s| s.kind),
-            Some(proto::resource_id::Kind::Name("orders".into()))
+            Some(proto::resource_id::Kind::Name("orders".into())),
+            "the path's variable wins over the body"
         );
         assert_eq!(
             request.topic.and_then(|t| t.kind),
@@ -254,7 +294,7 @@ mod tests {
         )
         .expect("merged");
         assert_eq!(
-            object,
+            Value::Object(object.clone()),
             json!({
                 "stream": {"name": "s"},
                 "topic": {"name": "t"},
@@ -264,62 +304,63 @@ mod tests {
                 "batchSize": "5",
             })
         );
-        let request =
-            proto::PollRequest::decode(encode(input("PollRequest"), object).expect("encoded"))
-                .expect("decodes");
+        let encoded = encode(input("PollRequest"), object).expect("encoded");
+        let request = proto::PollRequest::decode(encoded.as_slice()).expect("decodes");
         assert_eq!(request.batch_size, 5);
         assert_eq!(request.ack_mode(), proto::AckMode::Manual);
     }
 
     #[test]
-    fn a_body_field_spelled_either_way_is_one_field() {
-        let object = merge(
-            &input("PublishRequest"),
-            parse_body(br#"{"idempotent": false}"#).expect("json"),
+    fn a_query_value_sets_its_field_over_the_body() {
+        let bytes = request(
+            "PublishRequest",
+            br#"{"idempotent": true, "message": {"id": "a", "payload": "aGk="}}"#,
             Vec::new(),
-            Some("idempotent=true"),
+            Some("idempotent=false&message.id=b"),
         )
-        .expect("merged");
-        assert_eq!(object, json!({"idempotent": true}));
+        .expect("encoded");
+        let request = proto::PublishRequest::decode(bytes.as_slice()).expect("decodes");
+        // Protobuf does not encode a false bool, so the body's true stands:
+        // a query value can set a field, not clear one.
+        assert!(request.idempotent);
+        let message = request.message.expect("message");
+        assert_eq!(message.id, "b");
+        assert_eq!(
+            message.payload,
+            b"hi".as_slice(),
+            "the rest of the body's message stays"
+        );
     }
 
     #[test]
     fn mistakes_name_the_field() {
-        let publish = input("PublishRequest");
-        let body = parse_body(br#"{"message": {"payload": "not base64!"}}"#).expect("json");
-        let object = merge(&publish, body, Vec::new(), None).expect("merged");
+        let none = || Vec::new();
+        let publish = |body: &[u8], query| request("PublishRequest", body, none(), query);
+        let field = |result: Result<Vec<u8>, GatewayError>| field_of(result.expect_err("refused"));
         assert_eq!(
-            field_of(encode(publish.clone(), object).expect_err("bad base64")),
+            field(publish(br#"{"message": {"payload": "not base64!"}}"#, None)),
             "message.payload"
         );
-
-        let batch = input("PublishBatchRequest");
-        let body = parse_body(br#"{"messages": [{}, {"message": {"headers": 3}}]}"#).expect("json");
-        let object = merge(&batch, body, Vec::new(), None).expect("merged");
         assert_eq!(
-            field_of(encode(batch, object).expect_err("bad headers")),
+            field(request(
+                "PublishBatchRequest",
+                br#"{"messages": [{}, {"message": {"headers": 3}}]}"#,
+                none(),
+                None
+            )),
             "messages[1].message.headers"
         );
-
-        let unknown = merge(&publish, None, Vec::new(), Some("colour=red"));
-        assert_eq!(field_of(unknown.expect_err("unknown")), "colour");
-        let not_message = merge(&publish, None, Vec::new(), Some("idempotent.x=1"));
-        assert_eq!(field_of(not_message.expect_err("scalar")), "idempotent.x");
-        let whole_message = merge(&publish, None, Vec::new(), Some("message=x"));
-        assert_eq!(field_of(whole_message.expect_err("message")), "message");
-        let not_bool = merge(&publish, None, Vec::new(), Some("idempotent=yes"));
-        assert_eq!(field_of(not_bool.expect_err("bool")), "idempotent");
+        assert_eq!(field(publish(b"", Some("colour=red"))), "colour");
+        assert_eq!(field(publish(b"", Some("idempotent.x=1"))), "idempotent.x");
+        assert_eq!(field(publish(b"", Some("message=x"))), "message");
+        assert_eq!(field(publish(b"", Some("idempotent=yes"))), "idempotent");
+        assert_eq!(field(publish(b"{nope", None)), "body");
+        assert_eq!(field(publish(b"{} trailing", None)), "body");
+        assert_eq!(field(publish(b"[1]", None)), "body");
+        assert_eq!(field(publish(br#"{"colour": 1}"#, None)), "colour");
         assert_eq!(
-            field_of(parse_body(b"{nope").expect_err("not json")),
-            "body"
-        );
-        let array = merge(&publish, Some(json!([1])), Vec::new(), None);
-        assert_eq!(field_of(array.expect_err("array")), "body");
-        let unknown_body =
-            merge(&publish, Some(json!({"colour": 1})), Vec::new(), None).expect("merged");
-        assert_eq!(
-            field_of(encode(publish, unknown_body).expect_err("unknown field")),
-            "colour"
+            field(publish(br#"{"message": {"colour": 1}}"#, None)),
+            "message.colour"
         );
     }
 

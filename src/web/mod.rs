@@ -24,7 +24,7 @@ use crate::{
 };
 use futures_util::future::BoxFuture;
 use grpc_call::Input;
-use prost_reflect::DescriptorPool;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use routes::Lookup;
 use std::{
     sync::Arc,
@@ -197,12 +197,12 @@ where
             }
             let (headers, result) = grpc_call::unary_answer(answer, &output).await;
             Ok(match result {
-                Ok(json) => {
-                    let mut response = http::Response::new(Body::new(http_body_util::Full::new(
-                        grpc_call::to_bytes(&json),
-                    )));
-                    if ready_check && json.get("status").and_then(|s| s.as_str()) != Some("SERVING")
-                    {
+                Ok(message) => {
+                    let mut json = Vec::new();
+                    grpc_call::write_json(&message, &mut json);
+                    let mut response =
+                        http::Response::new(Body::new(http_body_util::Full::from(json)));
+                    if ready_check && !serving(&message) {
                         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                     }
                     grpc_call::copy_headers(&headers, response.headers_mut());
@@ -216,6 +216,14 @@ where
             })
         })
     }
+}
+
+/// Whether a health check's answer says SERVING.
+fn serving(answer: &DynamicMessage) -> bool {
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    answer
+        .get_field_by_name("status")
+        .is_some_and(|status| status.as_enum_number() == Some(serving))
 }
 
 /// Whether a request is gRPC or gRPC-Web, which pass through untouched.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use prost_reflect::{DynamicMessage, MessageDescriptor, Value};
-use std::fmt::Write;
+use std::io::Write;
 use tonic::codegen::http::{self, HeaderValue, header};
 use tonic::{Code, Status, body::Body};
 
@@ -119,22 +119,21 @@ fn event(message: &DynamicMessage) -> Bytes {
     if field.name() == HEARTBEAT {
         return Bytes::from_static(b": heartbeat\n\n");
     }
-    let mut text = format!("event: {}\n", field.json_name());
-    let data = match value {
-        Value::Message(choice) => {
-            if let Some(token) = choice.get_field_by_name(RESUME_TOKEN)
-                && let Value::String(token) = &*token
-                && !token.is_empty()
-            {
-                let _ = writeln!(text, "id: {token}");
-            }
-            choice
-                .serialize_with_options(serde_json::value::Serializer, &grpc_call::json_options())
-                .unwrap_or_default()
+    let mut text = format!("event: {}\n", field.json_name()).into_bytes();
+    if let Value::Message(choice) = value {
+        if let Some(token) = choice.get_field_by_name(RESUME_TOKEN)
+            && let Value::String(token) = &*token
+            && !token.is_empty()
+        {
+            let _ = writeln!(text, "id: {token}");
         }
-        other => serde_json::to_value(format!("{other:?}")).unwrap_or_default(),
-    };
-    let _ = write!(text, "data: {data}\n\n");
+        text.extend_from_slice(b"data: ");
+        grpc_call::write_json(choice, &mut text);
+    } else {
+        text.extend_from_slice(b"data: ");
+        let _ = serde_json::to_writer(&mut text, &format!("{value:?}"));
+    }
+    text.extend_from_slice(b"\n\n");
     Bytes::from(text)
 }
 
