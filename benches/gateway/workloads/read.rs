@@ -1,6 +1,7 @@
 //! Subscribe throughput: N x 1 KiB read from offset 0 of one partition, on
 //! every path the paths taking turns (the SDK polling 1,000 at a time; the
-//! gateway through one subscription).
+//! gateway through one subscription, over gRPC and as Server-Sent Events
+//! of JSON batches read by a raw HTTP/2 client).
 
 use super::{Bench, publish::publish_sdk};
 use crate::{
@@ -14,9 +15,9 @@ use iggy_grpc::proto::{
     subscribe_response::Kind,
 };
 use std::time::Instant;
-use tonic::transport::Channel;
+use tonic::{codegen::http, transport::Channel};
 
-const PATHS: [&str; 4] = ["direct", "relay", "gateway", "http"];
+const PATHS: [&str; 5] = ["direct", "relay", "gateway", "sse", "http"];
 
 pub async fn run(bench: &Bench) -> Vec<Row> {
     create_topic(bench.admin(), "bench", "read", 1).await;
@@ -29,6 +30,7 @@ pub async fn run(bench: &Bench) -> Vec<Row> {
                 "direct" => read_sdk(&bench.tcp_clients[0], "bench", "read", total).await,
                 "relay" => read_sdk(&bench.relay_clients[0], "bench", "read", total).await,
                 "gateway" => read_gateway(&bench.channels[0], "bench", "read", total).await,
+                "sse" => read_sse(&bench.gateway.address, "bench", "read", total).await,
                 _ => read_sdk(&bench.http_clients[0], "bench", "read", total).await,
             }
         })
@@ -91,6 +93,64 @@ async fn read_gateway(channel: &Channel, stream: &str, topic: &str, count: u64) 
         {
             received += batch.messages.len() as u64;
         }
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads `count` messages from offset 0 as Server-Sent Events, counting
+/// the messages of each `batch` event's JSON.
+async fn read_sse(address: &str, stream: &str, topic: &str, count: u64) -> f64 {
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        messages: Vec<serde::de::IgnoredAny>,
+    }
+    let authority = address.trim_start_matches("http://");
+    let started = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::get(format!(
+        "http://{authority}/v1/streams/{stream}/topics/{topic}/subscribe?\
+         consumer.name=bench-reader&partitionId=0&start.offset=0&ackMode=ACK_MODE_NONE&batchSize={BATCH}"
+    ))
+    .header("accept", "text/event-stream")
+    .body(())
+    .expect("request");
+    let (response, _) = client
+        .ready()
+        .await
+        .expect("ready")
+        .send_request(request, true)
+        .expect("send");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let mut body = response.into_body();
+    // `scanned`: how much of `pending` holds no event end.
+    let (mut pending, mut scanned, mut received) = (Vec::<u8>::new(), 0, 0u64);
+    while received < count {
+        let data = body.data().await.expect("open").expect("event data");
+        let _ = body.flow_control().release_capacity(data.len());
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending[scanned..]
+            .windows(2)
+            .position(|pair| pair == b"\n\n")
+            .map(|at| scanned + at)
+        {
+            let event: Vec<u8> = pending.drain(..end + 2).collect();
+            scanned = 0;
+            if event.starts_with(b"event: batch\n") {
+                let data = event
+                    .split(|byte| *byte == b'\n')
+                    .find_map(|line| line.strip_prefix(b"data: "))
+                    .expect("a data line");
+                let batch: Batch = serde_json::from_slice(data).expect("a batch");
+                received += batch.messages.len() as u64;
+            }
+        }
+        scanned = pending.len().saturating_sub(1);
     }
     count as f64 / started.elapsed().as_secs_f64()
 }
