@@ -225,13 +225,30 @@ fn print_comparisons(rows: &[Row]) {
             );
         }
     }
-    let gateway_cpu = |mode| {
-        find_row(rows, "publish, raw HTTP/2 client", mode).and_then(|row| row.cpu.map(|cpu| cpu[1]))
-    };
-    if let (Some(small), Some(large)) = (gateway_cpu("16KiB frames"), gateway_cpu("1MiB frames")) {
+    let gateway_cpu =
+        |workload, mode| find_row(rows, workload, mode).and_then(|row| row.cpu.map(|cpu| cpu[1]));
+    let frames = "publish, raw HTTP/2 client";
+    if let (Some(small), Some(large)) = (
+        gateway_cpu(frames, "16KiB frames"),
+        gateway_cpu(frames, "1MiB frames"),
+    ) {
         println!(
-            "publish, raw HTTP/2 client: the gateway's CPU per message in 16 KiB frames is {:.2}x that in 1 MiB frames",
+            "{frames}: the gateway's CPU per message in 16 KiB frames is {:.2}x that in 1 MiB frames",
             small / large
         );
+    }
+    // What the JSON mapping costs the gateway beside protobuf.
+    for (workload, json, grpc) in [
+        (frames, "JSON 16KiB frames", "16KiB frames"),
+        ("subscribe read", "sse", "gateway"),
+    ] {
+        if let (Some(json_cpu), Some(grpc_cpu)) =
+            (gateway_cpu(workload, json), gateway_cpu(workload, grpc))
+        {
+            println!(
+                "{workload}: JSON ({json}) costs the gateway {:+.2} us/msg over gRPC ({grpc})",
+                json_cpu - grpc_cpu
+            );
+        }
     }
 }
