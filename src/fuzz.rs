@@ -246,6 +246,24 @@ proptest! {
     }
 
     #[test]
+    fn subscribe_batch_events_say_what_the_general_path_says(
+        messages in collection::vec(delivered(), 0..8),
+        resume_token in ".{0,24}",
+    ) {
+        let batch = MessageBatch { messages, resume_token };
+        let has_headers = batch.messages.iter().any(|message| !message.headers.is_empty());
+        let response = SubscribeResponse { kind: Some(subscribe_response::Kind::Batch(batch)) };
+        let (ours, general) = crate::web::batch_event::both(&response);
+        match ours {
+            Some(ours) => prop_assert!(
+                crate::web::batch_event::same_event(&ours, &general),
+                "{:?} / {:?}", ours, general
+            ),
+            None => prop_assert!(has_headers, "a batch without headers is written by hand"),
+        }
+    }
+
+    #[test]
     fn resume_tokens_round_trip_and_any_text_is_refused_cleanly(
         positions in collection::btree_map(any::<u32>(), any::<u64>(), 0..8),
         fingerprint in any::<u32>(),

@@ -8,11 +8,12 @@
 //! edge and the service like any other, so keys, scopes, rate limits,
 //! request ids, limits, logs and metrics are the same for both.
 
+pub mod batch_event;
 pub mod cors;
 mod grpc_call;
 mod json_request;
 mod routes;
-mod sse;
+pub mod sse;
 mod status_json;
 
 pub use routes::{BodyRule, Route, RouteError, Routes};

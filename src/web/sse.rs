@@ -10,7 +10,7 @@
 //! that ends with an error sends an `error` event with the JSON
 //! `google.rpc.Status` last.
 
-use super::{grpc_call, status_json};
+use super::{batch_event, grpc_call, status_json};
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -72,11 +72,9 @@ where
         loop {
             match self.deframer.next_message() {
                 Ok(Some(message)) => {
-                    let event = match DynamicMessage::decode(self.output.clone(), message) {
-                        Ok(message) => event(&message),
-                        Err(error) => error_event(&Status::internal(format!(
-                            "the service's answer does not decode: {error}"
-                        ))),
+                    let event = match batch_event::of(&self.output, &message) {
+                        Some(event) => event,
+                        None => general_event(&self.output, message),
                     };
                     return Some((Ok(Frame::data(event)), self));
                 }
@@ -108,6 +106,17 @@ where
                 return Some((Ok(Frame::data(error_event(&status))), self));
             }
         }
+    }
+}
+
+/// The SSE event of one response message (its encoding), through its
+/// descriptor.
+pub fn general_event(output: &MessageDescriptor, message: Bytes) -> Bytes {
+    match DynamicMessage::decode(output.clone(), message) {
+        Ok(message) => event(&message),
+        Err(error) => error_event(&Status::internal(format!(
+            "the service's answer does not decode: {error}"
+        ))),
     }
 }
 
