@@ -14,8 +14,9 @@
 //! The workloads (`workloads/`): batched publish; single-message publish
 //! latency beside the gRPC hop alone and its floor on a bare tonic server;
 //! publish-to-deliver latency; the Iggy poll rate of an idle subscription;
-//! subscribe throughput; unary Poll against an SDK poll loop; batched
-//! publish from a raw HTTP/2 client in 16 KiB and 1 MiB frames; the
+//! subscribe throughput (on the gateway over gRPC and as Server-Sent
+//! Events); unary Poll against an SDK poll loop; batched publish from a raw
+//! HTTP/2 client in 16 KiB and 1 MiB frames, and as JSON; the
 //! gateway's memory while a subscriber reads 1,000x slower than the
 //! publisher; 1,000 to 10,000 idle subscribers on one replica. Throughput rows also show the CPU microseconds per message
 //! used by the clients (this process), the process in the middle (gateway,
