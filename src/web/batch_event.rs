@@ -102,9 +102,10 @@ fn write_string(text: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// Bytes of standard, padded base64 for `len` bytes.
+/// Bytes of standard, padded base64 for `len` bytes (0 past `usize`, which
+/// no payload in memory reaches).
 fn base64_len(len: usize) -> usize {
-    len.div_ceil(3) * 4
+    base64::encoded_len(len, true).unwrap_or(0)
 }
 
 /// About the bytes a message's JSON takes, to reserve room once.

@@ -72,15 +72,17 @@ async fn publish(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for partition in 0..clients as u32 {
-        let body = match encoding {
-            Encoding::Grpc => grpc_body(topic, partition),
-            Encoding::Json => json_body(topic, partition),
+        let (path, body) = match encoding {
+            Encoding::Grpc => (
+                "/iggy.gateway.v1.MessagingService/PublishBatch".to_owned(),
+                grpc_body(topic, partition),
+            ),
+            Encoding::Json => (
+                format!("/v1/streams/bench/topics/{topic}/messages:batch"),
+                json_body(topic, partition),
+            ),
         };
         let authority = authority.clone();
-        let path = match encoding {
-            Encoding::Grpc => "/iggy.gateway.v1.MessagingService/PublishBatch".to_owned(),
-            Encoding::Json => format!("/v1/streams/bench/topics/{topic}/messages:batch"),
-        };
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect(&authority)
                 .await
