@@ -265,7 +265,14 @@ proptest! {
 
     #[test]
     fn resume_tokens_round_trip_and_any_text_is_refused_cleanly(
-        positions in collection::btree_map(any::<u32>(), any::<u64>(), 0..8),
+        positions in collection::btree_map(
+            any::<u32>(),
+            prop_oneof![
+                any::<u64>().prop_map(subscribe::Position::Offset),
+                any::<u64>().prop_map(subscribe::Position::Time),
+            ],
+            0..8,
+        ),
         fingerprint in any::<u32>(),
         text in prop_oneof![".{0,64}", "[A-Za-z0-9_-]{0,64}"],
     ) {

@@ -12,8 +12,8 @@ use crate::{
     messaging::{
         PartitionRouter,
         subscribe::{
-            AckMode, ReadFrom, Reader, Spec, Start, SubscribeLimits, decode_token, delivered,
-            encode_token, fingerprint,
+            AckMode, Position, Positions, ReadFrom, Reader, Spec, Start, SubscribeLimits,
+            decode_token, delivered, encode_token, fingerprint,
         },
     },
     proto,
@@ -22,7 +22,8 @@ use iggy::prelude::IggyError;
 use std::collections::BTreeMap;
 
 /// Serves one Poll call. A named consumer's poll is one Iggy call in steady
-/// state (two with `NEXT`, which reads the stored offset): the topic's ids
+/// state (two with `NEXT`, which reads the stored offset, and with `LAST`,
+/// which reads where each partition ends): the topic's ids
 /// and partitions come from the router's cache, refreshed when a poll finds
 /// something missing.
 pub async fn poll(
@@ -93,7 +94,12 @@ async fn read(
         )?),
         _ => None,
     };
-    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    // `last` is each partition's newest message now, by offset.
+    let log_ends = match &spec.start {
+        Start::Last => Some(source.log_ends().await?),
+        _ => None,
+    };
+    let mut next = Positions::new();
     let mut messages = Vec::new();
     let mut last_read: BTreeMap<u32, u64> = BTreeMap::new();
     // Start at a different partition each call, so one busy partition does
@@ -102,18 +108,27 @@ async fn read(
     for index in 0..partitions.len() {
         let partition = partitions[(first + index) % partitions.len()];
         let from = match (resume.as_ref().and_then(|r| r.get(&partition)), &spec.start) {
-            (Some(offset), _) => ReadFrom::Offset(*offset),
+            (Some(Position::Offset(offset)), _) => ReadFrom::Offset(*offset),
+            (Some(Position::Time(micros)), _) => ReadFrom::Timestamp(*micros),
             (None, Start::Offset(offset)) => ReadFrom::Offset(*offset),
             (None, Start::Timestamp(micros)) => ReadFrom::Timestamp(*micros),
             (None, Start::First) => ReadFrom::First,
-            (None, Start::Last) => ReadFrom::Last,
+            (None, Start::Last) => ReadFrom::newest(
+                log_ends
+                    .as_ref()
+                    .and_then(|ends| ends.get(&partition).copied().flatten()),
+            ),
             (None, Start::Next | Start::Resume(_)) => {
                 ReadFrom::Offset(source.stored_offset(partition).await?.map_or(0, |o| o + 1))
             }
         };
-        if let ReadFrom::Offset(offset) = from {
-            next.insert(partition, offset);
-        }
+        // Where the partition continues if this poll delivers none of it.
+        let unread = match from {
+            ReadFrom::Offset(offset) => Position::Offset(offset),
+            ReadFrom::Timestamp(micros) => Position::Time(micros),
+            ReadFrom::First => Position::Offset(0),
+        };
+        next.insert(partition, unread);
         let room = spec.batch_size.saturating_sub(messages.len() as u32);
         if room == 0 {
             continue;
@@ -121,7 +136,7 @@ async fn read(
         let polled = source.poll(partition, from, room).await?;
         for message in polled.messages {
             let offset = message.header.offset;
-            next.insert(partition, offset + 1);
+            next.insert(partition, Position::Offset(offset + 1));
             last_read.insert(partition, offset);
             messages.push(delivered(partition, message));
         }

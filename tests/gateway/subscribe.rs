@@ -29,6 +29,10 @@ pub fn tests() -> Vec<(&'static str, TestBody)> {
             Box::pin(resume(env))
         }),
         (
+            "subscribe::a_token_from_a_time_or_the_last_message_names_every_partition",
+            |env| Box::pin(resume_from_time_or_last(env)),
+        ),
+        (
             "subscribe::a_reader_far_behind_gets_client_sized_batches",
             |env| Box::pin(catching_up(env)),
         ),
@@ -424,6 +428,103 @@ async fn resume(env: Env) {
         "{}",
         status.message()
     );
+}
+
+/// A token taken before a subscription or poll that starts at a time or at
+/// the newest message has read every partition still resumes each one from
+/// that start: none of the older messages comes, none of the newer is missed.
+async fn resume_from_time_or_last(env: Env) {
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 3).await;
+    fill(&gateway, &stream, &topic, 3, 3, "early").await;
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as u64;
+    fill(&gateway, &stream, &topic, 3, 3, "late").await;
+    let mut messaging = gateway.messaging();
+    let reader = env.unique("r");
+    let late = expected("late", 3, 3);
+    let newest: BTreeSet<String> = (0..3).map(|p| format!("late-{p}-2")).collect();
+
+    // Poll: a batch of 2 fills from one partition and leaves the others
+    // unread, so its token must say where they start.
+    for (kind, want) in [
+        (start_position::Kind::TimestampMicros(between), &late),
+        (start_position::Kind::Last(()), &newest),
+    ] {
+        let mut got = Vec::new();
+        let mut start_at = start(kind.clone());
+        for _ in 0..20 {
+            let polled = messaging
+                .poll(proto::PollRequest {
+                    stream: name(&stream),
+                    topic: name(&topic),
+                    partition_id: None,
+                    consumer: named(&reader),
+                    start: start_at,
+                    ack_mode: AckMode::None as i32,
+                    batch_size: 2,
+                })
+                .await
+                .expect("poll")
+                .into_inner();
+            if polled.messages.is_empty() {
+                break;
+            }
+            got.extend(polled.messages);
+            start_at = start(start_position::Kind::ResumeToken(polled.resume_token));
+        }
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "poll from {kind:?}: {:?}",
+            payloads(&got)
+        );
+        assert_eq!(&payloads(&got).into_iter().collect::<BTreeSet<_>>(), want);
+    }
+
+    // Subscribe: the first batch comes from one partition; resuming from its
+    // token delivers the rest from the same start, then new messages.
+    let (mut since_between, mut newest) = (late, newest);
+    for from_time in [true, false] {
+        let kind = if from_time {
+            start_position::Kind::TimestampMicros(between)
+        } else {
+            start_position::Kind::Last(())
+        };
+        let mut first = request(&stream, &topic, named(&reader));
+        first.start = start(kind.clone());
+        first.ack_mode = AckMode::None as i32;
+        first.batch_size = 1;
+        let mut subscription = Subscription::open(&mut messaging, first.clone())
+            .await
+            .expect("subscribe");
+        let Event::Batch(batch) = subscription.next_event().await else {
+            panic!("expected a batch first");
+        };
+        drop(subscription);
+        let mut got = batch.messages;
+        let mut again = first;
+        again.start = start(start_position::Kind::ResumeToken(batch.resume_token));
+        again.batch_size = 100;
+        let mut resumed = Subscription::open(&mut messaging, again)
+            .await
+            .expect("resume");
+        let after = env.unique("after");
+        fill(&gateway, &stream, &topic, 3, 1, &after).await;
+        let mut want = if from_time {
+            since_between.clone()
+        } else {
+            newest.clone()
+        };
+        want.extend(expected(&after, 3, 1));
+        got.extend(resumed.take(want.len() - got.len()).await);
+        assert_eq!(got.len(), want.len(), "from {kind:?}: {:?}", payloads(&got));
+        assert_eq!(payloads(&got).into_iter().collect::<BTreeSet<_>>(), want);
+        newest = expected(&after, 3, 1);
+        since_between.extend(newest.iter().cloned());
+    }
 }
 
 async fn auto_ack(env: Env) {

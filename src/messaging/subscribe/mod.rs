@@ -24,7 +24,7 @@ pub use reader::{ReadFrom, Reader};
 pub use session::delivered;
 pub use spec::{AckMode, Spec, Start, SubscribeLimits};
 pub use subscription_id::SubscriptionRef;
-pub use token::{Positions, decode as decode_token, encode as encode_token, fingerprint};
+pub use token::{Position, Positions, decode as decode_token, encode as encode_token, fingerprint};
 pub use wakeups::Wakeups;
 
 use crate::{

@@ -3,7 +3,11 @@
 //! connection; a named consumer over the replica's subscription pool), group
 //! membership, the partitions it reads, polls by offset and stored offsets.
 
-use super::{spec::Spec, topic_watch::log_ends, wakeups};
+use super::{
+    spec::Spec,
+    topic_watch::{LogEnds, log_ends},
+    wakeups,
+};
 use crate::{
     error::{GatewayError, not_found},
     iggy::IggyPool,
@@ -36,14 +40,14 @@ pub enum ReadFrom {
     Timestamp(u64),
     /// The oldest retained message.
     First,
-    /// The newest message.
-    Last,
 }
 
 impl ReadFrom {
-    /// How many messages to ask for: `last` means only the newest one.
-    pub fn count(self, batch_size: u32) -> u32 {
-        if self == Self::Last { 1 } else { batch_size }
+    /// The newest message of a partition whose last offset is `log_end`
+    /// (`None`: empty), as an offset, so that a resume token names the
+    /// partition before its first read.
+    pub fn newest(log_end: Option<u64>) -> Self {
+        Self::Offset(log_end.unwrap_or(0))
     }
 
     /// Iggy's polling strategy for this position.
@@ -52,7 +56,6 @@ impl ReadFrom {
             Self::Offset(offset) => PollingStrategy::offset(offset),
             Self::Timestamp(micros) => PollingStrategy::timestamp(IggyTimestamp::from(micros)),
             Self::First => PollingStrategy::first(),
-            Self::Last => PollingStrategy::last(),
         }
     }
 }
@@ -361,8 +364,13 @@ impl Reader {
     /// The offset of the last message of `partition` as the topic's details
     /// give it, a different answer from a poll's (`None`: no messages).
     pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
-        let details = self.topic_details().await?;
-        Ok(log_ends(&details).get(&partition).copied().flatten())
+        Ok(self.log_ends().await?.get(&partition).copied().flatten())
+    }
+
+    /// The offset of the last message of every partition, as
+    /// [`Reader::log_end`] gives it.
+    pub async fn log_ends(&self) -> Result<LogEnds, GatewayError> {
+        Ok(log_ends(&self.topic_details().await?))
     }
 
     /// Reads up to `count` messages of `partition`; never commits by itself.
@@ -382,7 +390,7 @@ impl Reader {
                     Some(partition),
                     &consumer,
                     &from.strategy(),
-                    from.count(count),
+                    count,
                     false,
                 )
                 .await

@@ -9,7 +9,7 @@ use super::{
     reader::{ReadFrom, Reader, is_assignment_stale, is_past_log_end},
     spec::{AckMode, Spec, Start, SubscribeLimits},
     subscription_id::SubscriptionRef,
-    token::{self, Positions},
+    token::{self, Position, Positions},
     topic_watch::{Ends, LogEnds, TopicWatch},
 };
 use crate::{
@@ -365,18 +365,17 @@ impl Session {
             Some(credit) => credit.room(count).max(1),
             None => count,
         };
-        let asked = from.count(count);
         match self.reader.poll(partition, from, count).await {
             Ok(polled) if !polled.messages.is_empty() => {
                 *empty_polls = 0;
                 self.news_seen = false;
                 *backoff = FIRST_IDLE_BACKOFF;
                 let bytes = polled.messages.iter().map(stored_bytes).sum();
-                self.read_ahead.note(asked, polled.messages.len(), bytes);
+                self.read_ahead.note(count, polled.messages.len(), bytes);
                 self.deliver_polled(partition, polled).await
             }
             Ok(polled) => {
-                self.read_ahead.note(asked, 0, 0);
+                self.read_ahead.note(count, 0, 0);
                 self.note_empty(partition, from, &polled).await?;
                 *empty_polls += 1;
                 Ok(())
@@ -495,9 +494,12 @@ impl Session {
         let positions = self
             .positions()
             .into_iter()
-            .map(|(partition_id, next_offset)| proto::PartitionPosition {
-                partition_id,
-                next_offset,
+            .filter_map(|(partition_id, position)| match position {
+                Position::Offset(next_offset) => Some(proto::PartitionPosition {
+                    partition_id,
+                    next_offset,
+                }),
+                Position::Time(_) => None,
             })
             .collect();
         let heartbeat = Kind::Heartbeat(proto::Heartbeat {
@@ -585,7 +587,7 @@ impl Session {
         polled: &PolledMessages,
     ) -> Result<(), End> {
         match from {
-            ReadFrom::First | ReadFrom::Last => {
+            ReadFrom::First => {
                 let next = if polled.current_offset == 0 {
                     0
                 } else {
@@ -898,23 +900,32 @@ impl Session {
             self.committed.remove(gone);
             self.in_flight.forget(*gone);
         }
+        // `last` is each partition's newest message now, by offset.
+        let log_ends = match (&self.spec.start, initial) {
+            (Start::Last, true) => Some(self.reader.log_ends().await?),
+            _ => None,
+        };
         for partition in &partitions {
             if self.from.contains_key(partition) {
                 continue;
             }
-            let start = if let Some(next) = resume.and_then(|positions| positions.get(partition)) {
-                ReadFrom::Offset(*next)
-            } else {
-                match (&self.spec.start, initial) {
+            let start = match resume.and_then(|positions| positions.get(partition)) {
+                Some(Position::Offset(next)) => ReadFrom::Offset(*next),
+                Some(Position::Time(micros)) => ReadFrom::Timestamp(*micros),
+                None => match (&self.spec.start, initial) {
                     (Start::Offset(offset), true) => ReadFrom::Offset(*offset),
                     (Start::Timestamp(micros), true) => ReadFrom::Timestamp(*micros),
                     (Start::First, true) => ReadFrom::First,
-                    (Start::Last, true) => ReadFrom::Last,
+                    (Start::Last, true) => ReadFrom::newest(
+                        log_ends
+                            .as_ref()
+                            .and_then(|ends| ends.get(partition).copied().flatten()),
+                    ),
                     _ => match self.reader.stored_offset(*partition).await {
                         Ok(stored) => ReadFrom::Offset(stored.map_or(0, |offset| offset + 1)),
                         Err(error) => return Err(error.into()),
                     },
-                }
+                },
             };
             self.from.insert(*partition, start);
         }
@@ -922,18 +933,21 @@ impl Session {
         Ok(())
     }
 
-    /// The next offset of every partition whose position is known. A
-    /// partition still to be read from its first message is at offset 0
-    /// (Iggy reads from the oldest retained one at or after it), so a
-    /// token taken before its first batch does not skip it; one read from
-    /// a time or from the last message has no offset until its first read.
+    /// Where every partition continues. A partition still to be read from
+    /// its first message is at offset 0 (Iggy reads from the oldest
+    /// retained one at or after it), and one read from a time that has
+    /// delivered nothing yet continues from that time, so a token taken
+    /// before a partition's first batch neither skips nor repeats it.
     fn positions(&self) -> Positions {
         self.from
             .iter()
-            .filter_map(|(partition, from)| match from {
-                ReadFrom::Offset(next) => Some((*partition, *next)),
-                ReadFrom::First => Some((*partition, 0)),
-                ReadFrom::Timestamp(_) | ReadFrom::Last => None,
+            .map(|(partition, from)| {
+                let position = match from {
+                    ReadFrom::Offset(next) => Position::Offset(*next),
+                    ReadFrom::First => Position::Offset(0),
+                    ReadFrom::Timestamp(micros) => Position::Time(*micros),
+                };
+                (*partition, position)
             })
             .collect()
     }
@@ -949,9 +963,9 @@ impl Session {
     fn final_token(&self) -> String {
         let mut positions = self.positions();
         if self.spec.ack_mode == AckMode::Manual {
-            for (partition, next) in &mut positions {
+            for (partition, position) in &mut positions {
                 if let Some(oldest) = self.in_flight.oldest(*partition) {
-                    *next = oldest;
+                    *position = Position::Offset(oldest);
                 }
             }
         }
