@@ -1,5 +1,7 @@
 //! Assembles the gateway and serves it on a listener the caller has bound.
 
+mod read_buffer;
+
 use crate::{
     admin::{Admin, StatsCache},
     config::{Config, EdgeConfig},
@@ -232,7 +234,10 @@ pub async fn serve(
         // options itself: without TCP_NODELAY every response waits ~40 ms for
         // the client's delayed ACK (Nagle's algorithm).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            tokio_stream::StreamExt::map(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                |connection| connection.map(read_buffer::ReadBuffered::new),
+            ),
             async move {
                 let _ = stop_accepting_rx.wait_for(|stop| *stop).await;
             },
