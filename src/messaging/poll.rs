@@ -94,11 +94,7 @@ async fn read(
         )?),
         _ => None,
     };
-    // `last` is each partition's newest message now, by offset.
-    let log_ends = match &spec.start {
-        Start::Last => Some(source.log_ends().await?),
-        _ => None,
-    };
+    let log_ends = source.start_ends(&spec.start).await?;
     let mut next = Positions::new();
     let mut messages = Vec::new();
     let mut last_read: BTreeMap<u32, u64> = BTreeMap::new();
@@ -107,28 +103,16 @@ async fn read(
     let first = rand::random_range(0..partitions.len().max(1));
     for index in 0..partitions.len() {
         let partition = partitions[(first + index) % partitions.len()];
-        let from = match (resume.as_ref().and_then(|r| r.get(&partition)), &spec.start) {
-            (Some(Position::Offset(offset)), _) => ReadFrom::Offset(*offset),
-            (Some(Position::Time(micros)), _) => ReadFrom::Timestamp(*micros),
-            (None, Start::Offset(offset)) => ReadFrom::Offset(*offset),
-            (None, Start::Timestamp(micros)) => ReadFrom::Timestamp(*micros),
-            (None, Start::First) => ReadFrom::First,
-            (None, Start::Last) => ReadFrom::newest(
-                log_ends
-                    .as_ref()
-                    .and_then(|ends| ends.get(&partition).copied().flatten()),
-            ),
-            (None, Start::Next | Start::Resume(_)) => {
-                ReadFrom::Offset(source.stored_offset(partition).await?.map_or(0, |o| o + 1))
-            }
+        let by_request = match resume.as_ref().and_then(|r| r.get(&partition)) {
+            Some(position) => Some(ReadFrom::from(*position)),
+            None => ReadFrom::at_start(&spec.start, log_ends.as_ref(), partition),
+        };
+        let from = match by_request {
+            Some(from) => from,
+            None => ReadFrom::Offset(source.stored_offset(partition).await?.map_or(0, |o| o + 1)),
         };
         // Where the partition continues if this poll delivers none of it.
-        let unread = match from {
-            ReadFrom::Offset(offset) => Position::Offset(offset),
-            ReadFrom::Timestamp(micros) => Position::Time(micros),
-            ReadFrom::First => Position::Offset(0),
-        };
-        next.insert(partition, unread);
+        next.insert(partition, from.position());
         let room = spec.batch_size.saturating_sub(messages.len() as u32);
         if room == 0 {
             continue;

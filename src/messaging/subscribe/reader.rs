@@ -4,7 +4,8 @@
 //! membership, the partitions it reads, polls by offset and stored offsets.
 
 use super::{
-    spec::Spec,
+    spec::{Spec, Start},
+    token::Position,
     topic_watch::{LogEnds, log_ends},
     wakeups,
 };
@@ -43,11 +44,36 @@ pub enum ReadFrom {
 }
 
 impl ReadFrom {
-    /// The newest message of a partition whose last offset is `log_end`
-    /// (`None`: empty), as an offset, so that a resume token names the
-    /// partition before its first read.
-    pub fn newest(log_end: Option<u64>) -> Self {
-        Self::Offset(log_end.unwrap_or(0))
+    /// Where the request's `start` begins `partition`, when the request
+    /// alone says: `None` for `next`, and for a resume token that does not
+    /// name the partition (both read after the stored offset). `last` is
+    /// the partition's newest message in `log_ends` (from
+    /// [`Reader::start_ends`]) as an offset, so that a resume token names
+    /// the partition before its first read.
+    pub fn at_start(start: &Start, log_ends: Option<&LogEnds>, partition: u32) -> Option<Self> {
+        match start {
+            Start::Offset(offset) => Some(Self::Offset(*offset)),
+            Start::Timestamp(micros) => Some(Self::Timestamp(*micros)),
+            Start::First => Some(Self::First),
+            Start::Last => Some(Self::Offset(
+                log_ends
+                    .and_then(|ends| ends.get(&partition).copied().flatten())
+                    .unwrap_or(0),
+            )),
+            Start::Next | Start::Resume(_) => None,
+        }
+    }
+
+    /// Where a partition to be read from here continues in a resume token
+    /// until something of it is delivered. One still to be read from its
+    /// first message is at offset 0 (Iggy reads from the oldest retained
+    /// one at or after it).
+    pub fn position(self) -> Position {
+        match self {
+            Self::Offset(next) => Position::Offset(next),
+            Self::Timestamp(micros) => Position::Time(micros),
+            Self::First => Position::Offset(0),
+        }
     }
 
     /// Iggy's polling strategy for this position.
@@ -56,6 +82,15 @@ impl ReadFrom {
             Self::Offset(offset) => PollingStrategy::offset(offset),
             Self::Timestamp(micros) => PollingStrategy::timestamp(IggyTimestamp::from(micros)),
             Self::First => PollingStrategy::first(),
+        }
+    }
+}
+
+impl From<Position> for ReadFrom {
+    fn from(position: Position) -> Self {
+        match position {
+            Position::Offset(next) => Self::Offset(next),
+            Position::Time(micros) => Self::Timestamp(micros),
         }
     }
 }
@@ -364,13 +399,17 @@ impl Reader {
     /// The offset of the last message of `partition` as the topic's details
     /// give it, a different answer from a poll's (`None`: no messages).
     pub async fn log_end(&self, partition: u32) -> Result<Option<u64>, GatewayError> {
-        Ok(self.log_ends().await?.get(&partition).copied().flatten())
+        let details = self.topic_details().await?;
+        Ok(log_ends(&details).get(&partition).copied().flatten())
     }
 
-    /// The offset of the last message of every partition, as
-    /// [`Reader::log_end`] gives it.
-    pub async fn log_ends(&self) -> Result<LogEnds, GatewayError> {
-        Ok(log_ends(&self.topic_details().await?))
+    /// The log ends a `last` start needs (see [`ReadFrom::at_start`]), read
+    /// from the topic now; `None` for any other start.
+    pub async fn start_ends(&self, start: &Start) -> Result<Option<LogEnds>, GatewayError> {
+        match start {
+            Start::Last => Ok(Some(log_ends(&self.topic_details().await?))),
+            _ => Ok(None),
+        }
     }
 
     /// Reads up to `count` messages of `partition`; never commits by itself.

@@ -900,32 +900,28 @@ impl Session {
             self.committed.remove(gone);
             self.in_flight.forget(*gone);
         }
-        // `last` is each partition's newest message now, by offset.
-        let log_ends = match (&self.spec.start, initial) {
-            (Start::Last, true) => Some(self.reader.log_ends().await?),
-            _ => None,
+        let log_ends = if initial {
+            self.reader.start_ends(&self.spec.start).await?
+        } else {
+            None
         };
         for partition in &partitions {
             if self.from.contains_key(partition) {
                 continue;
             }
-            let start = match resume.and_then(|positions| positions.get(partition)) {
-                Some(Position::Offset(next)) => ReadFrom::Offset(*next),
-                Some(Position::Time(micros)) => ReadFrom::Timestamp(*micros),
-                None => match (&self.spec.start, initial) {
-                    (Start::Offset(offset), true) => ReadFrom::Offset(*offset),
-                    (Start::Timestamp(micros), true) => ReadFrom::Timestamp(*micros),
-                    (Start::First, true) => ReadFrom::First,
-                    (Start::Last, true) => ReadFrom::newest(
-                        log_ends
-                            .as_ref()
-                            .and_then(|ends| ends.get(partition).copied().flatten()),
-                    ),
-                    _ => match self.reader.stored_offset(*partition).await {
-                        Ok(stored) => ReadFrom::Offset(stored.map_or(0, |offset| offset + 1)),
-                        Err(error) => return Err(error.into()),
-                    },
-                },
+            let by_request = match resume.and_then(|positions| positions.get(partition)) {
+                Some(position) => Some(ReadFrom::from(*position)),
+                None if initial => {
+                    ReadFrom::at_start(&self.spec.start, log_ends.as_ref(), *partition)
+                }
+                None => None,
+            };
+            let start = match by_request {
+                Some(from) => from,
+                None => {
+                    let stored = self.reader.stored_offset(*partition).await?;
+                    ReadFrom::Offset(stored.map_or(0, |offset| offset + 1))
+                }
             };
             self.from.insert(*partition, start);
         }
@@ -933,22 +929,12 @@ impl Session {
         Ok(())
     }
 
-    /// Where every partition continues. A partition still to be read from
-    /// its first message is at offset 0 (Iggy reads from the oldest
-    /// retained one at or after it), and one read from a time that has
-    /// delivered nothing yet continues from that time, so a token taken
-    /// before a partition's first batch neither skips nor repeats it.
+    /// Where every partition continues ([`ReadFrom::position`]), so a token
+    /// taken before a partition's first batch neither skips nor repeats it.
     fn positions(&self) -> Positions {
         self.from
             .iter()
-            .map(|(partition, from)| {
-                let position = match from {
-                    ReadFrom::Offset(next) => Position::Offset(*next),
-                    ReadFrom::First => Position::Offset(0),
-                    ReadFrom::Timestamp(micros) => Position::Time(*micros),
-                };
-                (*partition, position)
-            })
+            .map(|(partition, from)| (*partition, from.position()))
             .collect()
     }
 
