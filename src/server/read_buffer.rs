@@ -57,11 +57,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBuffered<S> {
                 return Poll::Ready(Ok(()));
             }
             this.buffer.reserve(CAPACITY);
-            ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut this.inner),
-                cx,
-                &mut this.buffer
-            ))?;
+            let filled =
+                tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buffer);
+            if filled.is_pending() {
+                // Nothing waiting: the connection may stay idle, so it
+                // holds no buffer meanwhile.
+                this.buffering = false;
+                this.buffer = BytesMut::new();
+            }
+            ready!(filled)?;
             if this.buffer.len() < asked {
                 // The socket had less waiting than the caller wanted: read
                 // straight into the caller's room again.
@@ -122,12 +126,14 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     /// A socket that has `waiting` bytes ready at each read, then whatever
-    /// comes next; counts the reads it was asked for.
+    /// comes next; counts the reads it was asked for. Once `data` is read,
+    /// it ends, or with `open` it waits for more.
     struct Socket {
         data: Vec<u8>,
         at: usize,
         waiting: usize,
         reads: usize,
+        open: bool,
     }
 
     impl Socket {
@@ -137,6 +143,7 @@ mod tests {
                 at: 0,
                 waiting,
                 reads: 0,
+                open: false,
             }
         }
     }
@@ -149,6 +156,9 @@ mod tests {
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
             this.reads += 1;
+            if this.open && this.at == this.data.len() {
+                return Poll::Pending;
+            }
             let end = (this.at + this.waiting.min(out.remaining())).min(this.data.len());
             out.put_slice(&this.data[this.at..end]);
             this.at = end;
@@ -206,6 +216,27 @@ mod tests {
         connection.inner.waiting = 10;
         let all = read_all(&mut connection, 16 * 1024).await;
         assert_eq!(all.len(), (1 << 20) - 2 * 16 * 1024);
+        assert_eq!(connection.buffer.capacity(), 0);
+    }
+
+    #[test]
+    fn a_connection_that_falls_idle_while_reading_ahead_holds_no_buffer() {
+        let mut socket = Socket::new(3 * 16 * 1024, usize::MAX);
+        socket.open = true;
+        let mut connection = ReadBuffered::new(socket);
+        let mut chunk = vec![0; 16 * 1024];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..3 {
+            let mut out = ReadBuf::new(&mut chunk);
+            let read = Pin::new(&mut connection).poll_read(&mut cx, &mut out);
+            assert!(read.is_ready() && out.filled().len() == 16 * 1024);
+        }
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(
+            Pin::new(&mut connection)
+                .poll_read(&mut cx, &mut out)
+                .is_pending()
+        );
         assert_eq!(connection.buffer.capacity(), 0);
     }
 }
