@@ -191,6 +191,14 @@ fn expected(label: &str, partitions: u32, per_partition: u32) -> BTreeSet<String
         .collect()
 }
 
+/// The wall clock, as Iggy stamps messages.
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as u64
+}
+
 async fn stored_offset(
     admin: &mut AdminServiceClient<Channel>,
     stream: &str,
@@ -261,10 +269,7 @@ async fn start_positions(env: Env) {
     let gateway = env.gateway().await;
     let (stream, topic) = new_topic(&env, &gateway, 1).await;
     fill(&gateway, &stream, &topic, 1, 5, "early").await;
-    let between = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as u64;
+    let between = now_micros();
     fill(&gateway, &stream, &topic, 1, 5, "late").await;
     let mut messaging = gateway.messaging();
 
@@ -437,10 +442,7 @@ async fn resume_from_time_or_last(env: Env) {
     let gateway = env.gateway().await;
     let (stream, topic) = new_topic(&env, &gateway, 3).await;
     fill(&gateway, &stream, &topic, 3, 3, "early").await;
-    let between = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as u64;
+    let between = now_micros();
     fill(&gateway, &stream, &topic, 3, 3, "late").await;
     let mut messaging = gateway.messaging();
     let reader = env.unique("r");
