@@ -80,6 +80,23 @@ fn batch() -> MessageBatch {
     }
 }
 
+/// [`batch`] with the `traceparent` header the gateway stores when a
+/// publisher sends one, as every message published under tracing has.
+fn traced_batch() -> MessageBatch {
+    let mut batch = batch();
+    for message in &mut batch.messages {
+        message.headers.insert(
+            "traceparent".into(),
+            proto::HeaderValue {
+                kind: Some(proto::header_value::Kind::StringValue(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                )),
+            },
+        );
+    }
+    batch
+}
+
 /// One codec path: its name, messages per run, and the work of one run.
 struct Path {
     name: &'static str,
@@ -161,6 +178,22 @@ fn paths() -> Vec<Path> {
                 black_box(web::sse::general_event(output, bytes.clone()));
             },
         },
+        Path {
+            name: "sse-traced-event-hand",
+            messages: DELIVERED,
+            run: || {
+                let (output, bytes) = sse_traced_input_cached();
+                black_box(web::batch_event::of(output, bytes));
+            },
+        },
+        Path {
+            name: "sse-traced-event-prost-reflect",
+            messages: DELIVERED,
+            run: || {
+                let (output, bytes) = sse_traced_input_cached();
+                black_box(web::sse::general_event(output, bytes.clone()));
+            },
+        },
     ]
 }
 
@@ -189,13 +222,25 @@ fn response_cached() -> &'static SubscribeResponse {
 /// A Subscribe batch's encoding, and its descriptor, as the SSE path gets them.
 fn sse_input_cached() -> &'static (MessageDescriptor, Bytes) {
     static INPUT: std::sync::OnceLock<(MessageDescriptor, Bytes)> = std::sync::OnceLock::new();
+    INPUT.get_or_init(|| sse_input(response_cached()))
+}
+
+/// [`sse_input_cached`] of [`traced_batch`].
+fn sse_traced_input_cached() -> &'static (MessageDescriptor, Bytes) {
+    static INPUT: std::sync::OnceLock<(MessageDescriptor, Bytes)> = std::sync::OnceLock::new();
     INPUT.get_or_init(|| {
-        let output = web::descriptors()
-            .ok()
-            .and_then(|pool| pool.get_message_by_name("iggy.gateway.v1.SubscribeResponse"))
-            .expect("the gateway's descriptors");
-        (output, Bytes::from(response_cached().encode_to_vec()))
+        sse_input(&SubscribeResponse {
+            kind: Some(subscribe_response::Kind::Batch(traced_batch())),
+        })
     })
+}
+
+fn sse_input(response: &SubscribeResponse) -> (MessageDescriptor, Bytes) {
+    let output = web::descriptors()
+        .ok()
+        .and_then(|pool| pool.get_message_by_name("iggy.gateway.v1.SubscribeResponse"))
+        .expect("the gateway's descriptors");
+    (output, Bytes::from(response.encode_to_vec()))
 }
 
 fn batch_cached() -> &'static MessageBatch {
@@ -236,6 +281,7 @@ fn main() {
             answer_cached(),
             response_cached(),
             sse_input_cached(),
+            sse_traced_input_cached(),
         );
         for _ in 0..iterations.parse::<u64>().unwrap_or(0) {
             (path.run)();

@@ -1,21 +1,23 @@
 //! A Subscribe batch as its Server-Sent Event, written by hand: the JSON
 //! prost-reflect would write, field for field, without walking descriptors
 //! and with each payload base64-encoded in one pass (prost-reflect formats
-//! it in small pieces, each scanned for characters to escape). A batch
-//! with a message that carries headers goes the general way.
+//! it in small pieces, each scanned for characters to escape).
 
-use crate::proto::{DeliveredMessage, MessageBatch, SubscribeResponse, subscribe_response::Kind};
+use crate::proto::{
+    DeliveredMessage, HeaderValue, MessageBatch, SubscribeResponse, header_value,
+    subscribe_response::Kind,
+};
 use base64::Engine as _;
 use bytes::Bytes;
 use prost::Message as _;
 use prost_reflect::MessageDescriptor;
-use std::io::Write as _;
+use std::{collections::HashMap, io::Write as _};
 
 /// The message whose batches are written here.
 const SUBSCRIBE_RESPONSE: &str = "iggy.gateway.v1.SubscribeResponse";
 
 /// The SSE event of `response` (an `output` message's encoding), when it
-/// is a `SubscribeResponse` batch of messages without headers.
+/// is a `SubscribeResponse` batch.
 pub fn of(output: &MessageDescriptor, response: &Bytes) -> Option<Bytes> {
     if output.full_name() != SUBSCRIBE_RESPONSE {
         return None;
@@ -26,13 +28,6 @@ pub fn of(output: &MessageDescriptor, response: &Bytes) -> Option<Bytes> {
     else {
         return None;
     };
-    if batch
-        .messages
-        .iter()
-        .any(|message| !message.headers.is_empty())
-    {
-        return None;
-    }
     let mut event = Vec::with_capacity(64 + batch.messages.iter().map(json_len).sum::<usize>());
     event.extend_from_slice(b"event: batch\n");
     if !batch.resume_token.is_empty() {
@@ -65,15 +60,15 @@ fn write_batch(batch: &MessageBatch, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-/// Writes a message without headers, as the protobuf JSON mapping does:
-/// 64-bit integers as strings, bytes in standard base64.
+/// Writes a message as the protobuf JSON mapping does: 64-bit integers as
+/// strings, bytes in standard base64.
 fn write_message(message: &DeliveredMessage, out: &mut Vec<u8>) {
     let DeliveredMessage {
         partition_id,
         offset,
         id,
         timestamp_micros,
-        headers: _,
+        headers,
         payload,
         delivery_attempt,
     } = message;
@@ -85,15 +80,89 @@ fn write_message(message: &DeliveredMessage, out: &mut Vec<u8>) {
     write_string(id, out);
     let _ = write!(
         out,
-        ",\"timestampMicros\":\"{timestamp_micros}\",\"headers\":{{}},\"payload\":\""
+        ",\"timestampMicros\":\"{timestamp_micros}\",\"headers\":"
     );
+    write_headers(headers, out);
+    out.extend_from_slice(b",\"payload\":");
+    write_base64(payload, out);
+    let _ = write!(out, ",\"deliveryAttempt\":{delivery_attempt}}}");
+}
+
+/// Writes a message's headers as a JSON object, each value the one choice
+/// it holds (none: `{}`).
+fn write_headers(headers: &HashMap<String, HeaderValue>, out: &mut Vec<u8>) {
+    use header_value::Kind;
+    out.push(b'{');
+    for (index, (key, HeaderValue { kind })) in headers.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_string(key, out);
+        out.push(b':');
+        let Some(kind) = kind else {
+            out.extend_from_slice(b"{}");
+            continue;
+        };
+        // Every choice named: one added to the proto breaks the build here.
+        let name = match kind {
+            Kind::StringValue(_) => "stringValue",
+            Kind::BytesValue(_) => "bytesValue",
+            Kind::BoolValue(_) => "boolValue",
+            Kind::Int32Value(_) => "int32Value",
+            Kind::Int64Value(_) => "int64Value",
+            Kind::Uint32Value(_) => "uint32Value",
+            Kind::Uint64Value(_) => "uint64Value",
+            Kind::FloatValue(_) => "floatValue",
+            Kind::DoubleValue(_) => "doubleValue",
+        };
+        let _ = write!(out, "{{\"{name}\":");
+        // Writing into memory cannot fail.
+        let _ = match kind {
+            Kind::StringValue(text) => serde_json::to_writer(&mut *out, text),
+            Kind::BytesValue(bytes) => {
+                write_base64(bytes, out);
+                Ok(())
+            }
+            Kind::BoolValue(value) => serde_json::to_writer(&mut *out, value),
+            Kind::Int32Value(value) => serde_json::to_writer(&mut *out, value),
+            Kind::Uint32Value(value) => serde_json::to_writer(&mut *out, value),
+            Kind::Int64Value(value) => write!(out, "\"{value}\"").map_err(serde_json::Error::io),
+            Kind::Uint64Value(value) => write!(out, "\"{value}\"").map_err(serde_json::Error::io),
+            Kind::FloatValue(value) if value.is_finite() => serde_json::to_writer(&mut *out, value),
+            Kind::DoubleValue(value) if value.is_finite() => {
+                serde_json::to_writer(&mut *out, value)
+            }
+            Kind::FloatValue(value) => {
+                serde_json::to_writer(&mut *out, non_finite(f64::from(*value)))
+            }
+            Kind::DoubleValue(value) => serde_json::to_writer(&mut *out, non_finite(*value)),
+        };
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// The JSON mapping's name for a float that is not a number.
+fn non_finite(value: f64) -> &'static str {
+    if value.is_nan() {
+        "NaN"
+    } else if value > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// Writes `bytes` as a JSON string of standard, padded base64, in one pass.
+fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
     let start = out.len();
-    out.resize(start + base64_len(payload.len()), 0);
+    out.resize(start + base64_len(bytes.len()), 0);
     let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(payload, &mut out[start..])
+        .encode_slice(bytes, &mut out[start..])
         .unwrap_or(0);
     out.truncate(start + written);
-    let _ = write!(out, "\",\"deliveryAttempt\":{delivery_attempt}}}");
+    out.push(b'"');
 }
 
 /// `text` as a JSON string.
@@ -110,7 +179,21 @@ fn base64_len(len: usize) -> usize {
 
 /// About the bytes a message's JSON takes, to reserve room once.
 fn json_len(message: &DeliveredMessage) -> usize {
-    160 + message.id.len() + base64_len(message.payload.len())
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|(key, value)| 32 + key.len() + value_len(value))
+        .sum();
+    160 + message.id.len() + base64_len(message.payload.len()) + headers
+}
+
+/// About the bytes a header value's JSON takes.
+fn value_len(HeaderValue { kind }: &HeaderValue) -> usize {
+    match kind {
+        Some(header_value::Kind::StringValue(text)) => text.len(),
+        Some(header_value::Kind::BytesValue(bytes)) => base64_len(bytes.len()),
+        _ => 24,
+    }
 }
 
 /// The SSE event the general path writes for `response`, beside the one
@@ -199,18 +282,55 @@ mod tests {
     }
 
     #[test]
-    fn leaves_headers_and_other_choices_to_the_general_path() {
-        let mut with_headers = delivered("h", b"p");
-        with_headers.headers.insert(
-            "k".into(),
-            HeaderValue {
-                kind: Some(header_value::Kind::StringValue("v".into())),
-            },
-        );
-        assert!(both(&response(vec![with_headers], "t")).0.is_none());
+    fn writes_every_kind_of_header_as_the_general_path_does() {
+        use header_value::Kind as Value;
+        let kinds = [
+            None,
+            Some(Value::StringValue("00-0af7651916cd43dd-01 \"é\"".into())),
+            Some(Value::BytesValue(Bytes::from_static(b"\x00\xff"))),
+            Some(Value::BoolValue(false)),
+            Some(Value::Int32Value(-7)),
+            Some(Value::Int64Value(i64::MIN)),
+            Some(Value::Uint32Value(u32::MAX)),
+            Some(Value::Uint64Value(u64::MAX)),
+            Some(Value::FloatValue(1.1)),
+            Some(Value::FloatValue(f32::NAN)),
+            Some(Value::FloatValue(f32::NEG_INFINITY)),
+            Some(Value::DoubleValue(-0.0)),
+            Some(Value::DoubleValue(f64::INFINITY)),
+            Some(Value::DoubleValue(f64::NAN)),
+        ];
+        for kind in kinds {
+            let mut message = delivered("h", b"p");
+            message
+                .headers
+                .insert("k \"1\"".into(), HeaderValue { kind: kind.clone() });
+            message.headers.insert(
+                "traceparent".into(),
+                HeaderValue {
+                    kind: Some(Value::StringValue("x".into())),
+                },
+            );
+            let (ours, general) = both(&response(vec![message], "t"));
+            let ours = ours.expect("written by hand");
+            assert!(
+                same_event(&ours, &general),
+                "{kind:?}: {:?}\n{:?}",
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&general)
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_other_choices_to_the_general_path() {
         let heartbeat = SubscribeResponse {
             kind: Some(Kind::Heartbeat(Default::default())),
         };
         assert!(both(&heartbeat).0.is_none());
+        let subscribed = SubscribeResponse {
+            kind: Some(Kind::Subscribed(Default::default())),
+        };
+        assert!(both(&subscribed).0.is_none());
     }
 }
