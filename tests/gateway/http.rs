@@ -51,6 +51,9 @@ pub fn iggy_tests() -> Vec<(&'static str, TestBody)> {
             "http::sse_cut_and_resumed_with_last_event_id_loses_nothing",
             |env| Box::pin(sse_resumes(env)),
         ),
+        ("http::sse_delivers_every_kind_of_header", |env| {
+            Box::pin(sse_headers(env))
+        }),
         ("http::cors_preflights_and_grpc_web_streams", |env| {
             Box::pin(cors_and_grpc_web_streams(env))
         }),
@@ -819,6 +822,70 @@ async fn sse_resumes(env: Env) {
         );
     }
     assert_eq!(sorted.len(), 20);
+    gateway.stop().await.expect("stops");
+}
+
+/// Headers of each kind, and the publisher's `traceparent`, arrive in an
+/// SSE batch as the protobuf JSON mapping writes them.
+async fn sse_headers(env: Env) {
+    use proto::header_value::Kind;
+    let gateway = env.gateway().await;
+    let (stream, topic) = new_topic(&env, &gateway, 1).await;
+    let values = [
+        ("text", Kind::StringValue("acme \"é\"".into())),
+        ("raw", Kind::BytesValue(Bytes::from_static(b"\x00\xff"))),
+        ("flag", Kind::BoolValue(true)),
+        ("small", Kind::Int32Value(-7)),
+        ("big", Kind::Int64Value(i64::MIN)),
+        ("count", Kind::Uint64Value(u64::MAX)),
+        ("ratio", Kind::DoubleValue(f64::NEG_INFINITY)),
+    ];
+    let mut publish = publish_to(&stream, &topic, "", 16);
+    if let Some(message) = publish.message.as_mut() {
+        message.headers = values
+            .iter()
+            .map(|(key, kind)| {
+                let value = proto::HeaderValue {
+                    kind: Some(kind.clone()),
+                };
+                ((*key).to_owned(), value)
+            })
+            .collect();
+    }
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut request = Request::new(publish);
+    request
+        .metadata_mut()
+        .insert("traceparent", MetadataValue::from_static(traceparent));
+    gateway
+        .messaging()
+        .publish(request)
+        .await
+        .expect("published");
+
+    let url = format!(
+        "http://{}/v1/streams/{stream}/topics/{topic}/subscribe?consumer.name=sse-headers&start.first",
+        gateway.address()
+    );
+    let mut events = EventReader::open(&url, None).await;
+    assert_eq!(events.next().await.name, "subscribed");
+    let batch = events.next().await;
+    events.cut().await;
+    assert_eq!(batch.name, "batch", "{batch:?}");
+    assert_eq!(
+        batch.data["messages"][0]["headers"],
+        serde_json::json!({
+            "text": {"stringValue": "acme \"é\""},
+            "raw": {"bytesValue": "AP8="},
+            "flag": {"boolValue": true},
+            "small": {"int32Value": -7},
+            "big": {"int64Value": i64::MIN.to_string()},
+            "count": {"uint64Value": u64::MAX.to_string()},
+            "ratio": {"doubleValue": "-Infinity"},
+            "traceparent": {"stringValue": traceparent},
+        }),
+        "{batch:?}"
+    );
     gateway.stop().await.expect("stops");
 }
 
