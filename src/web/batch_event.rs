@@ -88,57 +88,53 @@ fn write_message(message: &DeliveredMessage, out: &mut Vec<u8>) {
     let _ = write!(out, ",\"deliveryAttempt\":{delivery_attempt}}}");
 }
 
-/// Writes a message's headers as a JSON object, each value the one choice
-/// it holds (none: `{}`).
+/// Writes a message's headers as a JSON object.
 fn write_headers(headers: &HashMap<String, HeaderValue>, out: &mut Vec<u8>) {
-    use header_value::Kind;
     out.push(b'{');
-    for (index, (key, HeaderValue { kind })) in headers.iter().enumerate() {
+    for (index, (key, value)) in headers.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
         write_string(key, out);
         out.push(b':');
-        let Some(kind) = kind else {
-            out.extend_from_slice(b"{}");
-            continue;
-        };
-        // Every choice named: one added to the proto breaks the build here.
-        let name = match kind {
-            Kind::StringValue(_) => "stringValue",
-            Kind::BytesValue(_) => "bytesValue",
-            Kind::BoolValue(_) => "boolValue",
-            Kind::Int32Value(_) => "int32Value",
-            Kind::Int64Value(_) => "int64Value",
-            Kind::Uint32Value(_) => "uint32Value",
-            Kind::Uint64Value(_) => "uint64Value",
-            Kind::FloatValue(_) => "floatValue",
-            Kind::DoubleValue(_) => "doubleValue",
-        };
-        let _ = write!(out, "{{\"{name}\":");
-        // Writing into memory cannot fail.
-        let _ = match kind {
-            Kind::StringValue(text) => serde_json::to_writer(&mut *out, text),
-            Kind::BytesValue(bytes) => {
-                write_base64(bytes, out);
-                Ok(())
-            }
-            Kind::BoolValue(value) => serde_json::to_writer(&mut *out, value),
-            Kind::Int32Value(value) => serde_json::to_writer(&mut *out, value),
-            Kind::Uint32Value(value) => serde_json::to_writer(&mut *out, value),
-            Kind::Int64Value(value) => write!(out, "\"{value}\"").map_err(serde_json::Error::io),
-            Kind::Uint64Value(value) => write!(out, "\"{value}\"").map_err(serde_json::Error::io),
-            Kind::FloatValue(value) if value.is_finite() => serde_json::to_writer(&mut *out, value),
-            Kind::DoubleValue(value) if value.is_finite() => {
-                serde_json::to_writer(&mut *out, value)
-            }
-            Kind::FloatValue(value) => {
-                serde_json::to_writer(&mut *out, non_finite(f64::from(*value)))
-            }
-            Kind::DoubleValue(value) => serde_json::to_writer(&mut *out, non_finite(*value)),
-        };
-        out.push(b'}');
+        write_header_value(value, out);
     }
+    out.push(b'}');
+}
+
+/// Writes a header value as the object of the one choice it holds (`{}`
+/// with none). Every choice is named: one added to the proto breaks the
+/// build here.
+fn write_header_value(HeaderValue { kind }: &HeaderValue, out: &mut Vec<u8>) {
+    use header_value::Kind;
+    let Some(kind) = kind else {
+        out.extend_from_slice(b"{}");
+        return;
+    };
+    match kind {
+        Kind::StringValue(text) => write_choice("stringValue", text, out),
+        Kind::BytesValue(bytes) => {
+            out.extend_from_slice(b"{\"bytesValue\":");
+            write_base64(bytes, out);
+            out.push(b'}');
+        }
+        Kind::BoolValue(value) => write_choice("boolValue", value, out),
+        Kind::Int32Value(value) => write_choice("int32Value", value, out),
+        Kind::Int64Value(value) => write_choice("int64Value", &value.to_string(), out),
+        Kind::Uint32Value(value) => write_choice("uint32Value", value, out),
+        Kind::Uint64Value(value) => write_choice("uint64Value", &value.to_string(), out),
+        Kind::FloatValue(value) if value.is_finite() => write_choice("floatValue", value, out),
+        Kind::FloatValue(value) => write_choice("floatValue", non_finite(f64::from(*value)), out),
+        Kind::DoubleValue(value) if value.is_finite() => write_choice("doubleValue", value, out),
+        Kind::DoubleValue(value) => write_choice("doubleValue", non_finite(*value), out),
+    }
+}
+
+/// Writes `{"name":value}`.
+fn write_choice<T: serde::Serialize + ?Sized>(name: &str, value: &T, out: &mut Vec<u8>) {
+    // Writing into memory cannot fail.
+    let _ = write!(out, "{{\"{name}\":");
+    let _ = serde_json::to_writer(&mut *out, value);
     out.push(b'}');
 }
 
